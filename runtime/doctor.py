@@ -1,0 +1,130 @@
+"""``bench.py doctor``: check a target before measuring it (reachable, architecture, 64-bit OS,
+glibc vs the binary's needs, the binary starts, Python for interpreter engines, LCE op coverage)."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from runtime.bundle import load_bundle
+from runtime.devices import Device
+from runtime.elf import format_version, normalize_arch, parse_version, read_elf
+from runtime.engines.base import Stager
+from runtime.engines.benchmark_binary import find_binary
+from runtime.errors import BenchError
+from runtime.tflite_ops import LCE_CUSTOM_OPS, operator_counts
+
+_PY_CHECK = ("import importlib.util, sys; import numpy; "
+             "sys.exit(0 if importlib.util.find_spec('larq_compute_engine') else 3)")
+
+
+@dataclass
+class Check:
+    """One line of the doctor's report."""
+
+    name: str
+    status: str  # ok | warn | fail
+    detail: str
+
+    def __str__(self) -> str:
+        return f"[{self.status:^4}] {self.name}: {self.detail}"
+
+
+def run_doctor(device: Device, bundle_path: str | None = None, binary: str | None = None) -> list[Check]:
+    """Run every check that applies to ``device``; stop early only when the target is unreachable."""
+    checks: list[Check] = []
+    transport = device.open_transport()
+    try:
+        try:
+            facts = transport.facts()
+        except BenchError as exc:
+            return [Check("reachable", "fail", str(exc))]
+        checks.append(Check("reachable", "ok", f"{transport.label}: {facts.os or facts.kernel} ({facts.cpu})"))
+        machine = normalize_arch(facts.machine)
+        if machine == device.arch:
+            checks.append(Check("architecture", "ok", f"{facts.machine} matches profile '{device.name}'"))
+        else:
+            checks.append(Check("architecture", "fail",
+                                f"target reports {facts.machine or 'nothing'}, profile '{device.name}' expects "
+                                f"{device.arch}; pick the profile that matches the board (e.g. rpi3 for armv7)"))
+        if facts.long_bit == 64:
+            checks.append(Check("64-bit OS", "ok", "64-bit userland"))
+        else:
+            status = "fail" if device.arch == "aarch64" else "warn"
+            checks.append(Check("64-bit OS", status,
+                                f"{facts.long_bit or 'unknown'}-bit userland; LCE's optimized kernels need a 64-bit OS "
+                                "(install 64-bit Raspberry Pi OS Bookworm or newer)"))
+        stager = Stager(transport)
+        try:
+            path = find_binary(device.binary, binary, device.binary_path, device.docker_target)
+        except BenchError as exc:
+            needs = transport.kind in ("qemu", "adb")
+            checks.append(Check("benchmark binary", "fail" if needs else "warn",
+                                f"{exc}" + ("" if needs else "; interpreter engines can still measure")))
+            path = None
+        if path is not None:
+            checks.extend(_binary_checks(path, device, facts.glibc, transport.kind, stager))
+        if transport.kind in ("local", "ssh"):
+            python = sys.executable if transport.kind == "local" else (device.python or "python3")
+            done = transport.run([python, "-c", _PY_CHECK], timeout=60)
+            if done.returncode == 0:
+                checks.append(Check("python", "ok", f"{python} has numpy and larq-compute-engine (interpreter engines)"))
+            else:
+                checks.append(Check("python", "warn",
+                                    f"{python} lacks numpy or larq-compute-engine; interpreter engines will not run "
+                                    "there (the benchmark binary does not need Python)"))
+        if bundle_path:
+            checks.append(_coverage(bundle_path))
+    finally:
+        transport.close()
+    return checks
+
+
+def _binary_checks(path: Path, device: Device, glibc: str, kind: str, stager: Stager) -> list[Check]:
+    info = read_elf(path)
+    checks = []
+    if info.machine != device.arch:
+        return [Check("binary architecture", "fail",
+                      f"{path.name} is built for {info.machine}, the target is {device.arch}; use "
+                      f"lce_benchmark_model_{device.binary or device.arch} (make docker-{device.docker_target or '...'})")]
+    checks.append(Check("binary architecture", "ok", f"{path.name}: {info.machine}, {info.bits}-bit, "
+                        f"{'dynamically' if info.dynamic else 'statically'} linked"))
+    need, have = info.glibc_required, parse_version(glibc) if glibc else None
+    if kind == "adb" or not info.dynamic:
+        checks.append(Check("glibc", "ok", "not needed (Android bionic or static binary)"))
+    elif have is None:
+        checks.append(Check("glibc", "warn", f"binary needs GLIBC_{format_version(need)}; target glibc unknown"))
+    elif need is not None and need > have:
+        checks.append(Check("glibc", "fail",
+                            f"binary needs GLIBC_{format_version(need)} but the target has {glibc}; upgrade the OS "
+                            "(64-bit Raspberry Pi OS Bookworm has 2.36) or build the binary natively with CMake"))
+    else:
+        checks.append(Check("glibc", "ok", f"binary needs GLIBC_{format_version(need)}, target has {glibc}"))
+    try:
+        remote = stager.file(path, executable=True)
+        done = stager.transport.run([remote, "--help"], timeout=120)
+    except BenchError as exc:
+        checks.append(Check("binary starts", "fail", str(exc)))
+        return checks
+    if "--graph" in done.output or "graph" in done.output:
+        checks.append(Check("binary starts", "ok", f"`{path.name} --help` answered in {done.seconds:.1f} s"))
+    else:
+        tail = done.output.strip().splitlines()[-1:] or ["no output"]
+        checks.append(Check("binary starts", "fail", f"`{path.name} --help` exited {done.returncode}: {tail[0]}"))
+    return checks
+
+
+def _coverage(bundle_path: str) -> Check:
+    bundle = load_bundle(bundle_path, kinds=("lce",))
+    counts = operator_counts(bundle.models["lce"].path)
+    custom = {name: n for name, n in counts.items() if not name.startswith("builtin:")}
+    unknown = sorted(set(custom) - LCE_CUSTOM_OPS)
+    listed = ", ".join(f"{name}×{n}" for name, n in sorted(custom.items())) or "none"
+    if unknown:
+        return Check("LCE op coverage", "fail",
+                     f"{bundle.models['lce'].path.name} uses custom ops {', '.join(unknown)} that LCE does not "
+                     "register; re-convert with the supported op set")
+    if not custom:
+        return Check("LCE op coverage", "warn", "the LCE model has no LCE ops (nothing was binarized)")
+    return Check("LCE op coverage", "ok", f"{listed}: all registered by LCE's interpreter and lce_benchmark_model")

@@ -1,0 +1,64 @@
+"""Result files and plots: emulated numbers are labelled and never share a table or a series with physical ones."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+from runtime.plots import accuracy_vs_latency, per_layer_time
+from runtime.results import SessionLog, append_csv, markdown_table, read_csv, results_text, write_session
+
+
+def session(device: str, emulated: bool, median: float, top1: float | None = 0.9) -> dict:
+    latency = {"overall": {"median": median, "iqr": 0.1, "min": median - 0.1, "max": median + 0.2, "std": 0.05}}
+    return {
+        "date": "2026-01-01T00:00:00+00:00", "emulated": emulated,
+        "device": {"name": device, "description": "d", "transport": "qemu" if emulated else "local"},
+        "facts": {"machine": "aarch64", "cpu": "c", "kernel": "k", "glibc": "2.36", "governor": "", "long_bit": 64,
+                  "os": "o"},
+        "protocol": {"threads": 1, "warmup": 1, "runs": 2, "windows": 1}, "bundle": "b",
+        "measurements": [{"model": "lce", "engine": "benchmark-binary" if emulated else "lce-interpreter",
+                          "backend": "x", "latency": latency, "peak_memory_mb": 3.0,
+                          "accuracy": None if top1 is None else {"top1": top1, "total": 10},
+                          "model_sha256": "ab" * 32, "notes": [], "reference_top1": None}],
+        "ratios": {},
+    }
+
+
+def test_emulated_results_are_marked_and_kept_apart(tmp_path: Path):
+    text = results_text(session("qemu-aarch64", True, 2000.0))
+    assert text.startswith("*** EMULATED") and "[EMULATED]" in text
+    assert "EMULATED" not in results_text(session("host", False, 1.0))
+    root = tmp_path / "bench"
+    write_session(root / "s1", root, session("host", False, 1.0), SessionLog())
+    write_session(root / "s2", root, session("qemu-aarch64", True, 2000.0), SessionLog())
+    rows = read_csv(root / "results.csv")
+    assert [(r["device"], r["emulated"], r["session"]) for r in rows] == [
+        ("host", "False", "s1"), ("qemu-aarch64", "True", "s2")]
+    md = (root / "results.md").read_text()
+    physical, emulated = md.split("## Emulated (QEMU)")
+    assert "| host |" in physical and "qemu-aarch64" not in physical and "| qemu-aarch64 |" in emulated
+    for name in ("results.json", "results.txt", "log.txt"):
+        assert (root / "s1" / name).is_file()
+
+
+def test_csv_append_keeps_old_rows_and_header(tmp_path: Path):
+    path = tmp_path / "results.csv"
+    append_csv(path, [{"device": "a", "model": "lce"}])
+    append_csv(path, [{"device": "b", "model": "fp32"}])
+    rows = list(csv.DictReader(path.open()))
+    assert [r["device"] for r in rows] == ["a", "b"] and "latency_median_ms" in rows[0]
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_plots_are_written_and_skip_when_empty(tmp_path: Path):
+    rows = [{"device": "host", "engine": "e", "model": "lce", "emulated": "False", "top1": "0.9",
+             "latency_median_ms": "1.0"},
+            {"device": "qemu", "engine": "b", "model": "lce", "emulated": "True", "top1": "0.9",
+             "latency_median_ms": "900"}]
+    assert accuracy_vs_latency(rows, tmp_path / "a.png").stat().st_size > 1000
+    assert accuracy_vs_latency([{**rows[0], "top1": ""}], tmp_path / "b.png") is None
+    profile = [{"name": "conv", "type": "LceBconv2d", "avg_ms": 1.5}, {"name": "fc", "type": "FC", "avg_ms": 0.2}]
+    assert per_layer_time(profile, tmp_path / "p.png", "t").stat().st_size > 1000
+    assert per_layer_time([], tmp_path / "q.png", "t") is None
+    assert markdown_table([]).startswith("# Benchmark results")
