@@ -1,0 +1,88 @@
+"""Small tf-keras layers for the ONNX ops that have no one-to-one Keras layer.
+
+Each holds its constants as NumPy arrays already in NHWC broadcast order; ``call`` is plain
+TensorFlow so that TFLite and LCE see ordinary ops (Mul/Add/PadV2/...) they know how to fuse.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+_BINARY_OPS = {
+    "add": tf.add,
+    "sub": tf.subtract,
+    "mul": tf.multiply,
+    "div": tf.divide,
+}
+
+
+class Elementwise(tf.keras.layers.Layer):
+    """``x op c`` with a constant ``c`` (``c op x`` when ``reverse``), or ``x op y`` for two inputs."""
+
+    def __init__(self, op: str, const: np.ndarray | None = None, reverse: bool = False, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.op = op
+        self.const = None if const is None else np.asarray(const, dtype=np.float32)
+        self.reverse = reverse
+
+    def call(self, inputs):
+        fn = _BINARY_OPS[self.op]
+        if self.const is None:
+            return fn(inputs[0], inputs[1])
+        c = tf.constant(self.const)
+        return fn(c, inputs) if self.reverse else fn(inputs, c)
+
+
+class Affine(tf.keras.layers.Layer):
+    """``x * scale + shift`` per channel (inference BatchNormalization); LCE fuses it into a bconv."""
+
+    def __init__(self, scale: np.ndarray, shift: np.ndarray, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scale = np.asarray(scale, dtype=np.float32)
+        self.shift = np.asarray(shift, dtype=np.float32)
+
+    def call(self, inputs):
+        return inputs * tf.constant(self.scale) + tf.constant(self.shift)
+
+
+class Pad2D(tf.keras.layers.Layer):
+    """Constant padding of an NHWC tensor's H and W by ((top, bottom), (left, right)) with ``value``."""
+
+    def __init__(self, pads: tuple[int, int, int, int], value: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.pads = tuple(int(p) for p in pads)
+        self.value = float(value)
+
+    def call(self, inputs):
+        top, bottom, left, right = self.pads
+        return tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=self.value)
+
+
+class Clip(tf.keras.layers.Layer):
+    """``clip(x, low, high)``."""
+
+    def __init__(self, low: float, high: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high = float(low), float(high)
+
+    def call(self, inputs):
+        return tf.clip_by_value(inputs, self.low, self.high)
+
+
+class HardSigmoid(tf.keras.layers.Layer):
+    """ONNX HardSigmoid: ``clip(alpha * x + beta, 0, 1)``."""
+
+    def __init__(self, alpha: float, beta: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.alpha, self.beta = float(alpha), float(beta)
+
+    def call(self, inputs):
+        return tf.clip_by_value(self.alpha * inputs + self.beta, 0.0, 1.0)
+
+
+class HardSwish(tf.keras.layers.Layer):
+    """ONNX HardSwish: ``x * relu6(x + 3) / 6`` (the form TFLite turns into HARD_SWISH)."""
+
+    def call(self, inputs):
+        return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)

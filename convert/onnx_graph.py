@@ -1,0 +1,408 @@
+"""Load an ONNX classifier, fix its shapes, fold constants and find its binary layers.
+
+The result, a ``Graph``, is what ``keras_builder`` walks: nodes in topological order (constant
+producers removed), the constants by tensor name, static shapes (NCHW, batch 1), the binarizers
+(``Where(GreaterOrEqual(x, 0), 1, -1)`` or ``Sign(Sign(x) + c)``) and one ``ConvPlan`` per Conv that
+says what the Conv reads, with which padding, and whether it can become an LCE binary convolution.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from google.protobuf.message import DecodeError
+from onnx import helper, numpy_helper, shape_inference
+
+from convert import padding
+from convert.errors import OnnxLoadError, UnsupportedOpError
+
+# LCE's IsBinaryFilter tolerance: every |W / scale[o]| within this of 1.
+BINARY_FILTER_TOLERANCE = 0.005
+
+
+@dataclass
+class ConvPlan:
+    """How one ONNX Conv is read: its data input, its total spatial padding and whether it is binary.
+
+    ``pads`` are (top, bottom, left, right) applied to ``data`` with ``pad_value`` before a VALID conv.
+    ``binarized_from`` is the tensor *before* the binarizer when the Conv reads a binarized tensor
+    (a binary-intent layer); ``binary`` says whether it can be lowered to ``LceBconv2d`` and
+    ``reason`` why not.
+    """
+
+    node: str
+    data: str
+    pads: tuple[int, int, int, int]
+    pad_value: float
+    folded_pad: str | None = None
+    binarized_from: str | None = None
+    binary: bool = False
+    reason: str = ""
+
+
+@dataclass
+class Graph:
+    """A checked ONNX classifier with static shapes (see module docstring)."""
+
+    path: str
+    model: onnx.ModelProto
+    nodes: list[onnx.NodeProto]
+    consts: dict[str, np.ndarray]
+    shapes: dict[str, tuple[int, ...]]
+    input_name: str
+    input_shape: tuple[int, int, int, int]
+    output_name: str
+    binarizers: dict[str, str] = field(default_factory=dict)  # binarized tensor -> its source tensor
+    binarizer_nodes: set[str] = field(default_factory=set)  # helper nodes absorbed into a binarizer
+    conv_plans: dict[str, ConvPlan] = field(default_factory=dict)
+
+    def consumers(self, tensor: str) -> list[onnx.NodeProto]:
+        return [n for n in self.nodes if tensor in n.input]
+
+    def producer(self, tensor: str) -> onnx.NodeProto | None:
+        for node in self.nodes:
+            if tensor in node.output:
+                return node
+        return None
+
+    def op_histogram(self) -> dict[str, int]:
+        return dict(Counter(n.op_type for n in self.nodes))
+
+
+def attrs(node: onnx.NodeProto) -> dict:
+    """The node's attributes as Python values."""
+    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+
+
+def _read_model(path: Path) -> onnx.ModelProto:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise OnnxLoadError(f"{path}: ONNX file not found; check the path") from None
+    except OSError as exc:
+        raise OnnxLoadError(f"{path}: cannot read the ONNX file ({exc.strerror})") from None
+    if not data:
+        raise OnnxLoadError(f"{path}: the ONNX file is empty; re-export the model")
+    model = onnx.ModelProto()
+    try:
+        model.ParseFromString(data)
+    except (DecodeError, RuntimeError, ValueError) as exc:
+        raise OnnxLoadError(
+            f"{path}: not a valid ONNX file (corrupt or truncated: {exc}); re-export the model"
+        ) from None
+    if not model.graph.node:
+        raise OnnxLoadError(f"{path}: not a valid ONNX file (it holds no graph nodes); re-export the model")
+    return model
+
+
+def _check(model: onnx.ModelProto, path: Path) -> None:
+    try:
+        onnx.checker.check_model(model, full_check=False)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise OnnxLoadError(
+            f"{path}: the ONNX checker rejects the model ({first}); the file is corrupt, truncated "
+            "or not a valid model"
+        ) from None
+
+
+def _fix_input_shape(model: onnx.ModelProto, path: Path) -> tuple[str, tuple[int, int, int, int]]:
+    inits = {i.name for i in model.graph.initializer}
+    inputs = [i for i in model.graph.input if i.name not in inits]
+    if len(inputs) != 1:
+        raise OnnxLoadError(f"{path}: the model must have exactly one input image tensor, it has {len(inputs)}")
+    if len(model.graph.output) != 1:
+        raise OnnxLoadError(f"{path}: the model must have exactly one output (the logits), it has "
+                            f"{len(model.graph.output)}")
+    inp = inputs[0]
+    if inp.type.tensor_type.elem_type != onnx.TensorProto.FLOAT:
+        raise OnnxLoadError(f"{path}: input '{inp.name}' must be float32")
+    dims = inp.type.tensor_type.shape.dim
+    if len(dims) != 4:
+        raise OnnxLoadError(f"{path}: input '{inp.name}' must be a 4-D NCHW image tensor, it has rank {len(dims)}")
+    shape = []
+    for axis, dim in enumerate(dims):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(dim.dim_value)
+        elif axis == 0:
+            shape.append(1)  # LCE runs batch 1; a dynamic batch is fixed to it.
+        else:
+            label = dim.dim_param or "?"
+            raise OnnxLoadError(
+                f"{path}: input '{inp.name}' has a dynamic dimension {axis} ('{label}'); only the batch "
+                "dimension may be dynamic, re-export with a fixed input size"
+            )
+    if shape[0] != 1:
+        raise OnnxLoadError(f"{path}: input '{inp.name}' has batch {shape[0]}; LCE needs batch 1, re-export with batch 1")
+    for dim, value in zip(dims, shape, strict=True):
+        dim.Clear()
+        dim.dim_value = value
+    out_dims = model.graph.output[0].type.tensor_type.shape.dim
+    if out_dims and not out_dims[0].HasField("dim_value"):
+        out_dims[0].Clear()
+        out_dims[0].dim_value = 1
+    return inp.name, (shape[0], shape[1], shape[2], shape[3])
+
+
+def _infer_shapes(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, dict[str, tuple[int, ...]]]:
+    try:
+        inferred = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise OnnxLoadError(f"{path}: shape inference failed ({first}); the model is inconsistent") from None
+    shapes: dict[str, tuple[int, ...]] = {}
+    infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
+    for info in infos:
+        dims = info.type.tensor_type.shape.dim
+        if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
+            shapes[info.name] = tuple(int(d.dim_value) for d in dims)
+    return inferred, shapes
+
+
+def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> list[np.ndarray]:
+    from onnx.reference import ReferenceEvaluator
+
+    names = [f"in{i}" for i in range(len(inputs))]
+    renamed = helper.make_node(node.op_type, [names[i] if n else "" for i, n in enumerate(node.input)],
+                               [f"out{i}" for i in range(len(node.output))], domain=node.domain)
+    renamed.attribute.extend(node.attribute)
+    evaluator = ReferenceEvaluator(
+        helper.make_model(
+            helper.make_graph([renamed], "fold",
+                              [helper.make_tensor_value_info(names[i], onnx.TensorProto.UNDEFINED, None)
+                               for i, x in enumerate(inputs) if x is not None],
+                              [helper.make_tensor_value_info(o, onnx.TensorProto.UNDEFINED, None)
+                               for o in renamed.output]),
+            opset_imports=[helper.make_opsetid("", opset)],
+        )
+    )
+    feeds = {names[i]: x for i, x in enumerate(inputs) if x is not None}
+    return [np.asarray(v) for v in evaluator.run(None, feeds)]
+
+
+def _fold_constants(
+    graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]], opset: int
+) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
+    kept = []
+    for node in graph.node:
+        if node.op_type == "Constant":
+            a = attrs(node)
+            if "value" not in a:
+                raise UnsupportedOpError(node.name or node.output[0], "Constant", "only a tensor 'value' is supported")
+            consts[node.output[0]] = numpy_helper.to_array(a["value"])
+            continue
+        if node.op_type == "Shape" and node.input[0] in shapes and not attrs(node):
+            consts[node.output[0]] = np.array(shapes[node.input[0]], dtype=np.int64)
+            continue
+        present = [i for i in node.input if i]
+        # Any node whose inputs are all constants is evaluated here (the exporter's shape arithmetic,
+        # e.g. F.pad's pads or ``x.view(x.size(0), -1)``).
+        if present and all(i in consts for i in present):
+            values = _evaluate(node, [consts[i] if i else None for i in node.input], opset)
+            consts.update(zip(node.output, values, strict=True))
+            continue
+        kept.append(node)
+    return kept, consts
+
+
+def _rebuild(model: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: dict[str, np.ndarray]) -> onnx.ModelProto:
+    """The model with only ``nodes`` left and every constant they read as an initializer."""
+    used = {i for n in nodes for i in n.input} | {o.name for o in model.graph.output}
+    graph = helper.make_graph(
+        nodes, model.graph.name, [i for i in model.graph.input if i.name not in consts], list(model.graph.output),
+        [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items() if k in used])
+    return helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
+
+
+def load_graph(path: str | os.PathLike[str]) -> Graph:
+    """Read, check and analyse an ONNX classifier; raise ``OnnxLoadError``/``UnsupportedOpError``."""
+    path = Path(path)
+    model = _read_model(path)
+    _check(model, path)
+    input_name, input_shape = _fix_input_shape(model, path)
+    model, shapes = _infer_shapes(model, path)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+    if opset < 13:
+        raise OnnxLoadError(f"{path}: opset {opset} is too old; re-export with opset_version >= 13")
+    for node in model.graph.node:
+        if node.domain not in ("", "ai.onnx"):
+            raise UnsupportedOpError(node.name or node.output[0], f"{node.domain}.{node.op_type}",
+                                     "custom-domain ops are not supported")
+    # Fold, then re-infer on the folded graph (pads or shapes computed by now-folded nodes become
+    # static), until nothing more folds.
+    nodes, consts = _fold_constants(model.graph, shapes, opset)
+    while True:
+        model = _rebuild(model, nodes, consts)
+        model, shapes = _infer_shapes(model, path)
+        folded_nodes, consts = _fold_constants(model.graph, shapes, opset)
+        if len(folded_nodes) == len(nodes):
+            break
+        nodes = folded_nodes
+    for i, node in enumerate(nodes):
+        if not node.name:
+            node.name = f"{node.op_type}_{i}"
+    graph = Graph(str(path), model, nodes, consts, shapes, input_name, input_shape, model.graph.output[0].name)
+    _find_binarizers(graph)
+    _plan_convs(graph)
+    return graph
+
+
+def _const_scalar(graph: Graph, tensor: str) -> float | None:
+    value = graph.consts.get(tensor)
+    if value is None or value.size == 0:
+        return None
+    flat = np.asarray(value, dtype=np.float64).ravel()
+    return float(flat[0]) if np.all(flat == flat[0]) else None
+
+
+def _find_binarizers(graph: Graph) -> None:
+    """Mark ``Where(x >= 0, 1, -1)`` and ``Sign(Sign(x) + c)`` (0 < c < 1) as binarizers."""
+    for node in graph.nodes:
+        if node.op_type == "Where" and len(node.input) == 3:
+            cond = graph.producer(node.input[0])
+            if (cond is not None and cond.op_type == "GreaterOrEqual"
+                    and _const_scalar(graph, node.input[1]) == 1.0 and _const_scalar(graph, node.input[2]) == -1.0
+                    and _const_scalar(graph, cond.input[1]) == 0.0
+                    and all(c.op_type == "Where" and c.input[0] == cond.output[0]
+                            for c in graph.consumers(cond.output[0]))):
+                graph.binarizers[node.output[0]] = cond.input[0]
+                graph.binarizer_nodes.add(cond.name)
+        elif node.op_type == "Sign":
+            add = graph.producer(node.input[0])
+            if add is None or add.op_type != "Add":
+                continue
+            inner_in, const_in = add.input
+            if const_in not in graph.consts:
+                inner_in, const_in = const_in, inner_in
+            inner = graph.producer(inner_in)
+            c = _const_scalar(graph, const_in)
+            if (inner is not None and inner.op_type == "Sign" and c is not None and 0.0 < c < 1.0
+                    and len(graph.consumers(add.output[0])) == 1 and len(graph.consumers(inner.output[0])) == 1):
+                graph.binarizers[node.output[0]] = inner.input[0]
+                graph.binarizer_nodes.update({add.name, inner.name})
+
+
+def onnx_pads(graph: Graph, node: onnx.NodeProto, kernel: tuple[int, int], strides: tuple[int, int],
+               dilations: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A Conv/pool node's padding as (top, bottom, left, right), resolving ``auto_pad``."""
+    a = attrs(node)
+    auto_pad = a.get("auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    if auto_pad in ("NOTSET", ""):
+        p = list(a.get("pads", [0, 0, 0, 0]))
+        if len(p) != 4:
+            raise UnsupportedOpError(node.name, node.op_type, f"only 2-D padding is supported, got pads={p}")
+        if min(p) < 0:
+            raise UnsupportedOpError(node.name, node.op_type, f"negative pads {p} are not supported")
+        return (p[0], p[2], p[1], p[3])
+    if auto_pad == "VALID":
+        return (0, 0, 0, 0)
+    _, _, h, w = graph.shapes[node.input[0]]
+    out = []
+    for size, k, s, d in ((h, kernel[0], strides[0], dilations[0]), (w, kernel[1], strides[1], dilations[1])):
+        total = max((-(-size // s) - 1) * s + (k - 1) * d + 1 - size, 0)
+        small, large = total // 2, total - total // 2
+        out.extend((small, large) if auto_pad == "SAME_UPPER" else (large, small))
+    return (out[0], out[1], out[2], out[3])
+
+
+def conv_geometry(graph: Graph, node: onnx.NodeProto) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int]:
+    """(kernel, strides, dilations, groups) of a Conv node."""
+    a = attrs(node)
+    weight = graph.consts.get(node.input[1])
+    if weight is None or weight.ndim != 4:
+        raise UnsupportedOpError(node.name, node.op_type, "only 2-D convolutions with constant weights are supported")
+    kernel = tuple(a.get("kernel_shape", weight.shape[2:]))
+    strides = tuple(a.get("strides", (1, 1)))
+    dilations = tuple(a.get("dilations", (1, 1)))
+    return (kernel[0], kernel[1]), (strides[0], strides[1]), (dilations[0], dilations[1]), int(a.get("group", 1))
+
+
+def pad_node_spatial(graph: Graph, node: onnx.NodeProto) -> tuple[tuple[int, int, int, int], float]:
+    """A 4-D constant-mode Pad node's spatial pads (top, bottom, left, right) and value."""
+    a = attrs(node)
+    mode = a.get("mode", b"constant")
+    mode = mode.decode() if isinstance(mode, bytes) else mode
+    if mode != "constant":
+        raise UnsupportedOpError(node.name, "Pad", f"mode '{mode}' is not supported (only 'constant')")
+    if node.input[1] not in graph.consts:
+        raise UnsupportedOpError(node.name, "Pad", "the pads input must be a constant")
+    pads = [int(v) for v in graph.consts[node.input[1]]]
+    value = 0.0
+    if len(node.input) > 2 and node.input[2]:
+        if node.input[2] not in graph.consts:
+            raise UnsupportedOpError(node.name, "Pad", "the constant_value input must be a constant")
+        value = float(np.asarray(graph.consts[node.input[2]]).ravel()[0])
+    rank = len(graph.shapes.get(node.input[0], ()))
+    if rank != 4:
+        raise UnsupportedOpError(node.name, "Pad", "only 4-D (NCHW) inputs are supported")
+    if len(node.input) > 3 and node.input[3]:
+        axes = [int(x) % 4 for x in graph.consts[node.input[3]]]
+        full = [0] * 8
+        for i, axis in enumerate(axes):
+            full[axis], full[axis + 4] = pads[i], pads[i + len(axes)]
+        pads = full
+    if len(pads) != 8 or pads[0] or pads[1] or pads[4] or pads[5]:
+        raise UnsupportedOpError(node.name, "Pad", f"only spatial (H, W) padding is supported, got pads={pads}")
+    if min(pads) < 0:
+        raise UnsupportedOpError(node.name, "Pad", f"negative pads (cropping) are not supported, got {pads}")
+    return (pads[2], pads[6], pads[3], pads[7]), value
+
+
+def binary_filter_scale(weight: np.ndarray) -> np.ndarray | None:
+    """Per-output-channel scale if ``weight`` (OIHW) is +/-scale[o] (LCE's IsBinaryFilter), else None."""
+    scale = np.abs(weight.reshape(weight.shape[0], -1)[:, 0]).astype(np.float64)
+    if np.any(scale == 0):
+        return None
+    ratio = np.abs(weight.reshape(weight.shape[0], -1) / scale[:, None])
+    return scale if np.all(np.abs(ratio - 1.0) <= BINARY_FILTER_TOLERANCE) else None
+
+
+def _is_same_2d(graph: Graph, plan: ConvPlan, kernel: tuple[int, int], strides: tuple[int, int],
+                dilations: tuple[int, int]) -> bool:
+    _, _, h, w = graph.shapes[plan.data]
+    top, bottom, left, right = plan.pads
+    return (padding.is_same(h, padding.effective_kernel(kernel[0], dilations[0]), strides[0], top, bottom)
+            and padding.is_same(w, padding.effective_kernel(kernel[1], dilations[1]), strides[1], left, right))
+
+
+def _plan_convs(graph: Graph) -> None:
+    for node in graph.nodes:
+        if node.op_type != "Conv":
+            continue
+        kernel, strides, dilations, groups = conv_geometry(graph, node)
+        pads = onnx_pads(graph, node, kernel, strides, dilations)
+        plan = ConvPlan(node.name, node.input[0], pads, 0.0)
+        pad_node = graph.producer(node.input[0])
+        if pad_node is not None and pad_node.op_type == "Pad":
+            extra, value = pad_node_spatial(graph, pad_node)
+            if not any(pads) or value == 0.0:
+                plan.data = pad_node.input[0]
+                plan.pads = tuple(a + b for a, b in zip(pads, extra, strict=True))
+                plan.pad_value = value
+                plan.folded_pad = pad_node.name
+        graph.conv_plans[node.name] = plan
+        if plan.data not in graph.binarizers:
+            continue
+        plan.binarized_from = graph.binarizers[plan.data]
+        weight = graph.consts[node.input[1]]
+        in_channels = graph.shapes[plan.data][1]
+        if groups > 1 and groups == in_channels:
+            plan.reason = "depthwise convolutions have no binary kernel in LCE"
+        elif groups > 1:
+            plan.reason = f"grouped convolution (groups={groups}) is not lowered to a binary kernel"
+        elif binary_filter_scale(weight) is None:
+            plan.reason = "weights are not +/-scale per output channel"
+        elif any(plan.pads) and plan.pad_value not in (0.0, 1.0):
+            plan.reason = f"padding value {plan.pad_value} is neither 1 (binary) nor 0 (zero padding)"
+        elif any(plan.pads) and plan.pad_value == 0.0 and not _is_same_2d(graph, plan, kernel, strides, dilations):
+            plan.reason = ("zero padding that is not TF-SAME-shaped has no binary kernel in LCE "
+                           "(pad the binarized tensor with +1 instead)")
+        else:
+            plan.binary = True

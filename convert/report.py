@@ -1,0 +1,130 @@
+"""The conversion report: parity between engines, op coverage, sizes, precision and cost; JSON and Markdown."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convert.keras_builder import LayerRecord
+
+# How many disagreeing images are listed per engine (the count is always exact).
+MAX_LISTED_DISAGREEMENTS = 200
+# Per-image max |logit diff| above which an image counts as "off": float32 reordering alone stays
+# near 1e-6; a binary net goes past this only when a pre-sign value within rounding of 0 flips.
+OFF_THRESHOLD = 1e-4
+
+
+def _margin(logits: np.ndarray) -> float:
+    top2 = np.sort(logits)[-2:]
+    return float(top2[1] - top2[0])
+
+
+def parity(outputs: dict[str, np.ndarray], reference: str, labels: np.ndarray | None) -> dict[str, Any]:
+    """Top-1 agreement of every engine with ``reference``, max |logit diff|, accuracy, and the disagreements."""
+    ref = outputs[reference]
+    ref_pred = ref.argmax(axis=1)
+    engines: dict[str, Any] = {}
+    for name, logits in outputs.items():
+        pred = logits.argmax(axis=1)
+        differ = np.flatnonzero(pred != ref_pred)
+        per_image = np.abs(logits - ref).max(axis=1)
+        entry: dict[str, Any] = {
+            "images": len(pred),
+            "agree": int(len(pred) - len(differ)),
+            "agreement": float(1.0 - len(differ) / len(pred)),
+            "max_abs_logit_diff": float(per_image.max()),
+            "median_max_abs_logit_diff": float(np.median(per_image)),
+            "images_off": int(np.sum(per_image > OFF_THRESHOLD)),
+            "disagreements": int(len(differ)),
+            "listed": [
+                {"index": int(i), f"{reference}_pred": int(ref_pred[i]), "pred": int(pred[i]),
+                 f"{reference}_margin": _margin(ref[i]), "margin": _margin(logits[i]),
+                 f"{reference}_logits": [round(float(v), 6) for v in ref[i]],
+                 "logits": [round(float(v), 6) for v in logits[i]]}
+                for i in differ[:MAX_LISTED_DISAGREEMENTS]
+            ],
+        }
+        if labels is not None:
+            entry["top1"] = float(np.mean(pred == labels))
+        engines[name] = entry
+    return {"reference": reference, "images": int(len(ref)), "labelled": labels is not None, "engines": engines}
+
+
+def layer_summary(layers: list[LayerRecord]) -> dict[str, Any]:
+    """Parameters by precision, MACs and binary operations, and which binary-intent layers stay float."""
+    params: dict[str, int] = {}
+    for r in layers:
+        params[r.precision] = params.get(r.precision, 0) + r.params
+        if r.bias_params:
+            params["float"] = params.get("float", 0) + r.bias_params
+    weight_bytes = sum((r.params / 8 if r.precision == "w1a1" else r.params * 4) + 4 * r.bias_params for r in layers)
+    return {
+        "params": params,
+        "weight_bytes_ideal": int(weight_bytes),
+        "macs": int(sum(r.macs for r in layers)),
+        "bops": int(sum(r.bops for r in layers)),
+        "binary_intent": sum(r.binary_intent for r in layers),
+        "binary": sum(r.precision == "w1a1" for r in layers),
+        "float_binary_intent": [{"name": r.name, "op": r.op, "reason": r.reason}
+                                for r in layers if r.binary_intent and r.precision != "w1a1"],
+        "layers": [vars(r) for r in layers],
+    }
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f} %"
+
+
+def render_markdown(report: dict[str, Any]) -> str:
+    """``report.md``: every figure comes from ``report`` (the ``report.json`` content)."""
+    s = report["sizes_bytes"]
+    lay = report["layers"]
+    lines = [f"# Conversion report: {report['model_name']}", "",
+             f"Converted from `{report['source']}` with larq-compute-engine {report['versions']['larq_compute_engine']}"
+             f" (target `{report['target']}`) in {report['timing_s']['total']:.1f} s.", "",
+             "## Binary layers", "",
+             f"- binary-intent layers: {lay['binary_intent']}; lowered as binary: {lay['binary']}; "
+             f"`LceBconv2d` in the flatbuffer: {report['lce_bconv2d']}"
+             f" ({'all accounted for' if report['binary_check']['ok'] else 'MISMATCH'})"]
+    for item in lay["float_binary_intent"]:
+        lines.append(f"- stays float: `{item['name']}` ({item['op']}): {item['reason']}")
+    for problem in report["binary_check"]["problems"]:
+        lines.append(f"- problem: {problem}")
+    lines += ["", "## Sizes", "", "| file | bytes |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in s.items()]
+    lines += ["", f"LCE / fp32 size ratio: {report['lce_over_fp32']:.4f}", "",
+              "## Parameters and cost", "", "| precision | parameters |", "|---|---:|"]
+    lines += [f"| {k} | {v} |" for k, v in lay["params"].items()]
+    lines += ["", f"MACs (float): {lay['macs']}; binary operations (BOPs): {lay['bops']}", "",
+              "| layer | op | precision | params | MACs | BOPs | lowering |", "|---|---|---|---:|---:|---:|---|"]
+    lines += [f"| {r['name']} | {r['op']} | {r['precision']} | {r['params']} | {r['macs']} | {r['bops']} | "
+              f"{r['lowering']} |" for r in lay["layers"]]
+    par = report["parity"]
+    lines += ["", "## Parity", "",
+              f"{par['images']} {'labelled test' if par['labelled'] else 'random (unlabelled)'} images; reference "
+              f"engine: `{par['reference']}`.", "",
+              f"\"off\": images whose max abs logit diff exceeds {OFF_THRESHOLD:g} (in a binary net, a pre-sign "
+              "value within float rounding of 0 that flips).", "",
+              "| engine | top-1 agreement | disagreements | max abs logit diff | median (per image) | images off "
+              "| top-1 accuracy |",
+              "|---|---:|---:|---:|---:|---:|---:|"]
+    for name, e in par["engines"].items():
+        acc = _pct(e["top1"]) if "top1" in e else "n/a"
+        lines.append(f"| {name} | {_pct(e['agreement'])} | {e['disagreements']} | {e['max_abs_logit_diff']:.3g} | "
+                     f"{e['median_max_abs_logit_diff']:.3g} | {e['images_off']} | {acc} |")
+    for name, e in par["engines"].items():
+        if e["listed"]:
+            lines += ["", f"Disagreements of `{name}` (first {len(e['listed'])} of {e['disagreements']}):", "",
+                      f"| image | {par['reference']} | {name} | {par['reference']} margin | {name} margin |",
+                      "|---:|---:|---:|---:|---:|"]
+            ref_key = f"{par['reference']}_pred"
+            ref_margin = f"{par['reference']}_margin"
+            lines += [f"| {d['index']} | {d[ref_key]} | {d['pred']} | {d[ref_margin]:.4g} | {d['margin']:.4g} |"
+                      for d in e["listed"]]
+    lines += ["", "## Ops per model", ""]
+    for model, hist in report["ops"].items():
+        lines.append(f"- {model}: " + ", ".join(f"{k} {v}" for k, v in hist.items()))
+    t = report["timing_s"]
+    lines += ["", "## Timing (s)", "", ", ".join(f"{k} {v:.2f}" for k, v in t.items()), ""]
+    return "\n".join(lines)
