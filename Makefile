@@ -32,7 +32,8 @@ train-float: setup data  ## train (or reuse) the float teacher
 
 train: train-float  ## float teacher, then BiTAT W1A1 on Fashion-MNIST (CPU)
 	$(BIN)/bitat-edge train run --config configs/fmnist_bitat.yaml --out $(RUN) \
-		--set method.teacher=$(FLOAT_RUN)/checkpoints/best.pt --reuse
+		--set model.init_from=$(FLOAT_RUN)/checkpoints/best.pt \
+		--set distill.teacher=$(FLOAT_RUN)/checkpoints/best.pt --reuse
 
 convert: setup  ## convert the latest `make train` run into an LCE deploy bundle
 	$(BIN)/bitat-edge convert run $(RUN)

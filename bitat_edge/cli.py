@@ -39,6 +39,11 @@ class StageGroup(click.Group):
             ) from None
         return getattr(module, attr)
 
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the stages from ``STAGES`` without importing them (a partial install still gets help)."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, help_text) for name, (_, _, help_text) in STAGES.items()])
+
 
 @click.group(cls=StageGroup, help="bitat-edge: PyTorch 1-bit networks to Larq Compute Engine on ARM.")
 @click.version_option(__version__, prog_name="bitat-edge")

@@ -18,6 +18,8 @@ from bitat_edge.atomic import write_json
 SCHEMA_VERSION = 1
 PRECISIONS = ("float", "w1a1", "w1a32", "int8", "w2a2", "w4a4", "w8a8")
 LAYOUTS = ("NCHW", "NHWC")
+DTYPES = ("float32", "int8", "uint8")
+LAYER_OPS = ("conv", "depthwise_conv", "linear")
 
 
 class ManifestError(ValueError):
@@ -121,6 +123,8 @@ def validate(data: Any, source: str = "<manifest>") -> Manifest:
     _check_type(source, "input.shape", shape, list)
     if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
         _fail(source, "input.shape", f"must be four positive integers (batch first), got {shape!r}")
+    if inp.get("dtype", "float32") not in DTYPES:
+        _fail(source, "input.dtype", f"must be one of {DTYPES}, got {inp.get('dtype')!r}")
     layout = inp.get("layout", "NCHW")
     if layout not in LAYOUTS:
         _fail(source, "input.layout", f"must be one of {LAYOUTS}, got {layout!r}")
@@ -128,7 +132,8 @@ def validate(data: Any, source: str = "<manifest>") -> Manifest:
     for key in ("mean", "std"):
         values = inp.get(key, [])
         _check_type(source, f"input.{key}", values, list)
-        if values and (len(values) != channels or not all(isinstance(v, (int, float)) for v in values)):
+        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+        if values and (len(values) != channels or not numbers):
             _fail(source, f"input.{key}", f"must list {channels} numbers (one per channel), got {values!r}")
     if any(s == 0 for s in inp.get("std", [])):
         _fail(source, "input.std", "must not contain 0")
@@ -154,6 +159,16 @@ def validate(data: Any, source: str = "<manifest>") -> Manifest:
                 _fail(source, f"{where}.{required}", "is missing")
         if layer["precision"] not in PRECISIONS:
             _fail(source, f"{where}.precision", f"must be one of {PRECISIONS}, got {layer['precision']!r}")
+        if layer["op"] not in LAYER_OPS:
+            _fail(source, f"{where}.op", f"must be one of {LAYER_OPS}, got {layer['op']!r}")
+        for key in ("name", "reason"):
+            _check_type(source, f"{where}.{key}", layer.get(key, ""), str)
+        for key in ("in_channels", "out_channels", "groups"):
+            _check_type(source, f"{where}.{key}", layer.get(key, 0), int)
+        for key in ("kernel", "stride"):
+            values = layer.get(key, [])
+            if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+                _fail(source, f"{where}.{key}", f"must be a list of integers, got {values!r}")
         parsed_layers.append(LayerSpec(**layer))
     body = {k: v for k, v in data.items() if k not in ("input", "layers")}
     return Manifest(input=InputSpec(**inp), layers=parsed_layers, **body)
