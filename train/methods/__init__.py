@@ -28,4 +28,23 @@ def get(name: str) -> type[Method]:
         raise ValueError(f"unknown method {name!r}; available: {', '.join(available())}") from None
 
 
-__all__ = ["Method", "MethodConfig", "MethodContext", "available", "get", "register"]
+# The built-in methods (imported here, after ``register`` exists, so each module stays engine-free).
+from train.methods.bitat import BitatConfig, BitatMethod  # noqa: E402
+from train.methods.ste import SteConfig, SteMethod  # noqa: E402
+
+register(SteMethod)
+register(BitatMethod)
+
+
+__all__ = [
+    "BitatConfig",
+    "BitatMethod",
+    "Method",
+    "MethodConfig",
+    "MethodContext",
+    "SteConfig",
+    "SteMethod",
+    "available",
+    "get",
+    "register",
+]

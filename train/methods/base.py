@@ -59,6 +59,11 @@ class Method:
         """A loss term added to the task loss for the current step, or None."""
         return None
 
+    def deploy_ready(self) -> bool:
+        """True once the model is in its final (deploy) form; a partly binarized model of an earlier
+        phase must not become the run's best checkpoint however well it scores."""
+        return True
+
     def step_metrics(self) -> dict[str, float]:
         """Scalars to log with the step (e.g. the current stage, the regularizer value)."""
         return {}

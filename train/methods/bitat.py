@@ -1,0 +1,274 @@
+"""``bitat``: our interpretation of BiTAT (METHODS.md §1.3).
+
+Per stage (a layer or a block of eligible convs), bottom to top: initialise the input thresholds,
+measure each layer's input correlation ``C = E[x_b x_b^T]`` of its binarized im2col patches on the
+current, partly binarized net, take ``eigh`` -> orthonormal basis ``U`` and importance ``lambda``,
+optionally choose signs by importance (R9b), switch the stage's weights and input activations to
+binary, and train with ``beta * sum R_l`` (R9) added to the loss; ``beta`` starts so that
+``beta * R = beta_ratio * CE`` and anneals linearly to 0 at the stage's end. Earlier stages stay
+binary and keep training; a joint fine-tune follows the last stage. The float model is the
+teacher through the engine's ``distill.teacher``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from train.methods.base import Method, MethodConfig, MethodContext
+from train.quant.calibrate import init_thresholds, observe_inputs
+from train.quant.importance import (
+    CorrelationMeter,
+    binary_patches,
+    choose_signs,
+    eigen_importance,
+    regularizer,
+)
+from train.quant.layers import QuantConv2d
+from train.quant.schedule import GRANULARITIES, StageSchedule, group_stages
+from train.quant.surgery import quantize_eligible
+
+
+@dataclass
+class BitatConfig(MethodConfig):
+    """Options of ``bitat``.
+
+    Schedule: ``granularity`` (layer | block), ``epochs_per_stage`` (may be a fraction),
+    ``finetune_epochs`` (the minimum joint fine-tune; it runs to the end of the run).
+    Statistics: ``calibration_batches`` batches, at most ``max_patches`` im2col patches per batch
+    and layer (drawn with ``seed``), ``eps`` added to ``C``'s diagonal; ``C`` is the running mean
+    over the calibration batches, measured in eval mode (BatchNorm running statistics). Loss: ``beta_ratio`` (beta * R / CE at stage start).
+    Ablations: ``importance`` (False: identity metric), ``progressive`` (False: every layer at
+    step 0, the regulariser over the same span), ``sign_choice`` (R9b; layers with fan-in above
+    ``sign_choice_max_dim`` keep sign(w)). Quantizers: as ``ste``.
+    """
+
+    granularity: str = "block"
+    epochs_per_stage: float = 0.2
+    finetune_epochs: float = 1.0
+    calibration_batches: int = 4
+    max_patches: int = 4096
+    eps: float = 1e-4
+    beta_ratio: float = 0.1
+    importance: bool = True
+    progressive: bool = True
+    sign_choice: bool = False
+    sign_choice_max_dim: int = 1200
+    gradient_weighting: bool = False
+    activation: str = "approx_sign"
+    weight: str = "magnitude_aware_sign"
+    threshold: bool = True
+    pad_value: float = 1.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.granularity not in GRANULARITIES:
+            raise ValueError(f"method.granularity must be one of {', '.join(GRANULARITIES)}, got {self.granularity!r}")
+        for key in ("calibration_batches", "max_patches"):
+            if getattr(self, key) < 1:
+                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
+        if self.beta_ratio < 0 or self.eps < 0:
+            raise ValueError(f"method.beta_ratio and method.eps must be >= 0, got {self.beta_ratio} and {self.eps}")
+
+
+@contextlib.contextmanager
+def _buffers_kept(model: nn.Module) -> Iterator[None]:
+    """Train mode for a measurement, then every buffer (BatchNorm statistics) and the mode restored."""
+    saved = {name: b.detach().clone() for name, b in model.named_buffers()}
+    was_training = model.training
+    model.train()
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for name, b in model.named_buffers():
+                b.copy_(saved[name])
+        model.train(was_training)
+
+
+class BitatMethod(Method):
+    """Progressive, importance-weighted binarization (see the module docstring and ``BitatConfig``)."""
+
+    name = "bitat"
+    config_cls = BitatConfig
+    config: BitatConfig
+
+    def __init__(self, config: BitatConfig) -> None:
+        super().__init__(config)
+        self.layers: dict[str, QuantConv2d] = {}
+        self.schedule: StageSchedule | None = None
+        self.started = 0  # stages started so far
+        self.beta0 = 0.0
+        self.beta = 0.0
+        self.stats: dict[str, dict[str, torch.Tensor]] = {}  # current stage: corr, basis, importance
+        self._reg: torch.Tensor | None = None
+
+    # ----- setup -------------------------------------------------------------------------------
+    def prepare(self, model: nn.Module, ctx: MethodContext) -> nn.Module:
+        c = self.config
+        self.layers = quantize_eligible(
+            model, activation=c.activation, weight=c.weight, threshold=c.threshold, pad_value=c.pad_value
+        )
+        stages = group_stages(list(self.layers), c.granularity)
+        epochs_per_stage = c.epochs_per_stage
+        if not c.progressive:
+            epochs_per_stage *= len(stages)
+            stages = [list(self.layers)]
+        self.schedule = StageSchedule.build(
+            stages,
+            steps_per_epoch=ctx.steps_per_epoch,
+            total_steps=ctx.total_steps,
+            epochs_per_stage=epochs_per_stage,
+            finetune_epochs=c.finetune_epochs,
+        )
+        ctx.log(
+            f"bitat: {len(self.layers)} eligible layers in {len(stages)} stage(s) of {self.schedule.stage_steps} "
+            f"steps, fine-tune from step {self.schedule.finetune_start} to {ctx.total_steps}"
+        )
+        return model
+
+    # ----- schedule ----------------------------------------------------------------------------
+    def on_step_start(self, step: int, model: nn.Module, ctx: MethodContext) -> None:
+        assert self.schedule is not None, "prepare() must run before on_step_start()"
+        while self.started < self.schedule.stages_started(step):
+            self._start_stage(self.started, model, ctx)
+            self.started += 1
+        stage = self.started - 1
+        start, end = self.schedule.start(stage), self.schedule.end(stage)
+        self.beta = self.beta0 * max(0.0, 1.0 - (step - start) / (end - start)) if step < end else 0.0
+
+    def _start_stage(self, stage: int, model: nn.Module, ctx: MethodContext) -> None:
+        c = self.config
+        names = self.schedule.stages[stage]
+        layers = {n: self.layers[n] for n in names}
+        if c.threshold:
+            init_thresholds(model, layers, ctx.calibration_batches(c.calibration_batches))
+        self.stats = {}
+        if c.importance or c.sign_choice:
+            for name, corr in self._correlations(model, layers, ctx, stage).items():
+                entry = {"corr": corr.float()}
+                if c.importance:
+                    entry["basis"], entry["importance"] = eigen_importance(corr, c.eps)
+                self.stats[name] = entry
+        if c.sign_choice:
+            self._choose_signs(layers)
+        for layer in layers.values():
+            layer.set_quantized(input=True, weight=True)
+        ce = self._measure_task_loss(model, layers, ctx)
+        reg = float(self._stage_regularizer(layers).detach())
+        self.beta0 = c.beta_ratio * ce / reg if reg > 0.0 else 0.0
+        ctx.log(
+            f"bitat: stage {stage + 1}/{len(self.schedule.stages)} at step {self.schedule.start(stage)}: "
+            f"{', '.join(names)} binary; beta0={self.beta0:.4g}"
+        )
+
+    def _correlations(
+        self, model: nn.Module, layers: dict[str, QuantConv2d], ctx: MethodContext, stage: int
+    ) -> dict[str, torch.Tensor]:
+        meters = {name: CorrelationMeter() for name in layers}
+        generator = torch.Generator().manual_seed(self.config.seed * 100003 + stage)
+
+        def observe(name: str, x: torch.Tensor) -> None:
+            meters[name].update(binary_patches(layers[name], x, self.config.max_patches, generator))
+
+        observe_inputs(model, layers, ctx.calibration_batches(self.config.calibration_batches), observe)
+        return {name: meter.mean() for name, meter in meters.items()}
+
+    @torch.no_grad()
+    def _choose_signs(self, layers: dict[str, QuantConv2d]) -> None:
+        for name, layer in layers.items():
+            corr = self.stats[name]["corr"]
+            if corr.shape[0] > self.config.sign_choice_max_dim:
+                continue
+            signs = choose_signs(layer.weight, corr)
+            layer.weight.copy_(layer.weight.abs() * signs)
+
+    def _stage_regularizer(self, layers: dict[str, QuantConv2d]) -> torch.Tensor:
+        total = None
+        for name, layer in layers.items():
+            entry = self.stats.get(name, {})
+            r = regularizer(layer.weight, entry.get("basis"), entry.get("importance"), entry.get("row_weight"))
+            total = r if total is None else total + r
+        return total
+
+    def _measure_task_loss(self, model: nn.Module, layers: dict[str, QuantConv2d], ctx: MethodContext) -> float:
+        """Mean CE on calibration batches of the just-switched net, in train mode (batch statistics)
+        without touching any running statistic; with ``gradient_weighting`` also R6's ``gamma_o``."""
+        weighting = self.config.gradient_weighting
+        sums: dict[str, torch.Tensor] = {}
+        handles = []
+        if weighting:
+
+            def capture(name: str):
+                def hook(_m: nn.Module, _args: Any, out: torch.Tensor) -> None:
+                    def on_grad(g: torch.Tensor) -> None:
+                        sums[name] = sums.get(name, 0) + g.detach().double().square().mean(dim=(0, 2, 3))
+
+                    out.register_hook(on_grad)
+
+                return hook
+
+            handles = [layer.register_forward_hook(capture(name)) for name, layer in layers.items()]
+        losses = []
+        try:
+            with _buffers_kept(model), torch.set_grad_enabled(weighting):
+                for inputs, labels in ctx.calibration_batches(self.config.calibration_batches):
+                    loss = F.cross_entropy(model(inputs), labels)
+                    if weighting:
+                        loss.backward()
+                    losses.append(float(loss.detach()))
+        finally:
+            for handle in handles:
+                handle.remove()
+            if weighting:
+                model.zero_grad(set_to_none=True)
+        for name, total in sums.items():
+            self.stats.setdefault(name, {})["row_weight"] = (total / total.mean().clamp_min(1e-30)).float()
+        return sum(losses) / len(losses)
+
+    # ----- loss and logs -----------------------------------------------------------------------
+    def extra_loss(self, model: nn.Module) -> torch.Tensor | None:
+        if self.beta == 0.0 or self.started == 0:
+            self._reg = None
+            return None
+        names = self.schedule.stages[self.started - 1]
+        reg = self._stage_regularizer({n: self.layers[n] for n in names})
+        self._reg = reg.detach()
+        return self.beta * reg
+
+    def deploy_ready(self) -> bool:
+        return self.schedule is not None and self.started == len(self.schedule.stages)
+
+    def step_metrics(self) -> dict[str, float]:
+        return {
+            "stage": float(self.started),
+            "binary_layers": float(sum(layer.is_binary for layer in self.layers.values())),
+            "beta": self.beta,
+            "reg": float(self._reg) if self._reg is not None else 0.0,
+        }
+
+    # ----- resume ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "started": self.started,
+            "beta0": self.beta0,
+            "stage_steps": self.schedule.stage_steps if self.schedule else 0,
+            "stats": {n: {k: v.detach().cpu() for k, v in e.items()} for n, e in self.stats.items()},
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if self.schedule is not None and state["stage_steps"] != self.schedule.stage_steps:
+            raise ValueError(
+                f"the checkpoint's BiTAT stages last {state['stage_steps']} steps but this run's last "
+                f"{self.schedule.stage_steps}; resume with the same method options, epochs and batch size"
+            )
+        self.started = int(state["started"])
+        self.beta0 = float(state["beta0"])
+        device = next(iter(self.layers.values())).weight.device if self.layers else torch.device("cpu")
+        self.stats = {n: {k: v.to(device) for k, v in e.items()} for n, e in state["stats"].items()}

@@ -1,0 +1,89 @@
+"""Progressive stage schedules: which layers turn binary at which step, bottom to top."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+GRANULARITIES = ("layer", "block")
+
+
+def block_key(name: str) -> str:
+    """The block a layer belongs to: its name up to the first numeric component
+    (``blocks.3.conv3x3`` -> ``blocks.3``, ``layer1.0.conv1`` -> ``layer1.0``), else its parent module
+    (a top-level layer is a block of its own)."""
+    parts = name.split(".")
+    for i, part in enumerate(parts):
+        if re.fullmatch(r"\d+", part):
+            return ".".join(parts[: i + 1])
+    return ".".join(parts[:-1]) or name
+
+
+def group_stages(names: list[str], granularity: str) -> list[list[str]]:
+    """Split layers (bottom to top) into stages: one per layer, or one per block of consecutive layers."""
+    if granularity not in GRANULARITIES:
+        raise ValueError(f"method.granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+    if granularity == "layer":
+        return [[n] for n in names]
+    stages: list[list[str]] = []
+    for name in names:
+        if stages and block_key(stages[-1][-1]) == block_key(name):
+            stages[-1].append(name)
+        else:
+            stages.append([name])
+    return stages
+
+
+@dataclass(frozen=True)
+class StageSchedule:
+    """Stage ``s`` starts at step ``s * stage_steps`` and ends where the next starts; after the last
+    stage the joint fine-tune runs to ``total_steps``."""
+
+    stages: list[list[str]]
+    stage_steps: int
+    total_steps: int
+
+    @classmethod
+    def build(
+        cls,
+        stages: list[list[str]],
+        *,
+        steps_per_epoch: int,
+        total_steps: int,
+        epochs_per_stage: float,
+        finetune_epochs: float,
+    ) -> StageSchedule:
+        """Derive the step counts from epochs; fail clearly when they exceed ``total_steps``."""
+        if epochs_per_stage <= 0 or finetune_epochs < 0:
+            raise ValueError(
+                f"method.epochs_per_stage must be > 0 and method.finetune_epochs >= 0, "
+                f"got {epochs_per_stage} and {finetune_epochs}"
+            )
+        stage_steps = max(1, round(epochs_per_stage * steps_per_epoch))
+        finetune_steps = round(finetune_epochs * steps_per_epoch)
+        needed = len(stages) * stage_steps + finetune_steps
+        if needed > total_steps:
+            raise ValueError(
+                f"the BiTAT schedule needs {needed} steps ({len(stages)} stages x {stage_steps} + {finetune_steps} "
+                f"fine-tune) but the run has {total_steps}; raise the run's epochs or lower "
+                "method.epochs_per_stage / method.finetune_epochs"
+            )
+        return cls(stages, stage_steps, total_steps)
+
+    def start(self, stage: int) -> int:
+        return stage * self.stage_steps
+
+    def end(self, stage: int) -> int:
+        return (stage + 1) * self.stage_steps
+
+    @property
+    def finetune_start(self) -> int:
+        return len(self.stages) * self.stage_steps
+
+    def stages_started(self, step: int) -> int:
+        """How many stages have started by ``step`` (their layers are binary from then on)."""
+        return min(len(self.stages), step // self.stage_steps + 1)
+
+    def binary_layers(self, step: int) -> list[str]:
+        """The layers binary at ``step``."""
+        return [name for stage in self.stages[: self.stages_started(step)] for name in stage]

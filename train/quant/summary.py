@@ -1,0 +1,88 @@
+"""A bit-aware model summary: per weight layer and in total, parameters and bytes per precision,
+MACs and binary operations (BOPs), which layers are binary and why the others stay float.
+
+Conventions: a 1-bit weight takes 1/8 byte, every other parameter (float weights, BatchNorm,
+thresholds, activations' parameters) 4 bytes. BOPs are the MACs of binary layers (1-bit x 1-bit);
+``ops = float MACs + BOPs / 64`` (the Bi-Real/ReActNet count of operations).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch import nn
+
+from train.models.stats import count_macs
+from train.quant.deploy import layer_specs
+
+FLOAT_BYTES = 4
+BINARY_BYTES = 1 / 8
+
+
+def summary_dict(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    """Per-layer rows and totals (see the module docstring for the conventions)."""
+    macs = count_macs(model, input_shape)
+    modules = dict(model.named_modules())
+    rows = []
+    totals = {"binary_params": 0, "float_weight_params": 0, "binary_macs": 0, "float_macs": 0}
+    for spec in layer_specs(model):
+        module = modules[spec.name]
+        params = module.weight.numel()
+        binary = spec.precision == "w1a1"
+        layer_macs = int(macs.get(spec.name, 0))
+        totals["binary_params" if binary else "float_weight_params"] += params
+        totals["binary_macs" if binary else "float_macs"] += layer_macs
+        rows.append(
+            {
+                "name": spec.name,
+                "op": spec.op,
+                "precision": spec.precision,
+                "reason": spec.reason,
+                "params": params,
+                "bytes": params * (BINARY_BYTES if binary else FLOAT_BYTES),
+                "macs": layer_macs,
+                "bops": layer_macs if binary else 0,
+            }
+        )
+    other = sum(p.numel() for p in model.parameters()) - totals["binary_params"] - totals["float_weight_params"]
+    totals["other_float_params"] = other
+    totals["params"] = totals["binary_params"] + totals["float_weight_params"] + other
+    totals["bytes"] = totals["binary_params"] * BINARY_BYTES + (totals["float_weight_params"] + other) * FLOAT_BYTES
+    totals["float32_bytes"] = totals["params"] * FLOAT_BYTES
+    totals["macs"] = totals["binary_macs"] + totals["float_macs"]
+    totals["bops"] = totals["binary_macs"]
+    totals["ops"] = totals["float_macs"] + totals["bops"] / 64
+    totals["binary_layers"] = sum(r["precision"] == "w1a1" for r in rows)
+    totals["layers"] = len(rows)
+    return {"layers": rows, "totals": totals}
+
+
+def _human(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}" if float(n).is_integer() else f"{n:.2f}"
+
+
+def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> str:
+    """The summary as a fixed-width text table."""
+    data = summary_dict(model, input_shape)
+    header = f"{'layer':<28} {'op':<15} {'prec':<6} {'params':>8} {'bytes':>9} {'MACs':>9} {'BOPs':>9}  float because"
+    lines = [header, "-" * len(header)]
+    for r in data["layers"]:
+        lines.append(
+            f"{r['name']:<28} {r['op']:<15} {r['precision']:<6} {_human(r['params']):>8} {_human(r['bytes']):>9} "
+            f"{_human(r['macs']):>9} {_human(r['bops']):>9}  {r['reason']}"
+        )
+    t = data["totals"]
+    lines += [
+        "-" * len(header),
+        f"binary layers: {t['binary_layers']} of {t['layers']}",
+        f"params: {_human(t['params'])} ({_human(t['binary_params'])} 1-bit weights, "
+        f"{_human(t['float_weight_params'])} float weights, {_human(t['other_float_params'])} other float)",
+        f"size: {_human(t['bytes'])}B deployed vs {_human(t['float32_bytes'])}B all-float32 "
+        f"({t['float32_bytes'] / max(t['bytes'], 1):.1f}x smaller)",
+        f"MACs: {_human(t['macs'])} ({_human(t['binary_macs'])} binary, {_human(t['float_macs'])} float); "
+        f"BOPs: {_human(t['bops'])}; OPs (float MACs + BOPs/64): {_human(t['ops'])}",
+    ]
+    return "\n".join(lines)
