@@ -209,3 +209,18 @@ def test_help_works_when_a_stage_is_not_installed(monkeypatch):
     result = CliRunner().invoke(main, ["--help"])
     assert result.exit_code == 0, result.output
     assert "train" in result.output and "bench" in result.output
+
+
+def test_atomic_write_gives_ordinary_permissions(tmp_path):
+    """Artifacts are not left with mkstemp's private 0600 mode."""
+    import os
+    import stat
+
+    from bitat_edge.atomic import write_text
+
+    old = os.umask(0o022)
+    try:
+        path = write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644

@@ -142,7 +142,26 @@ class LoadedArrays(NamedTuple):
 # --------------------------------------------------------------------------- dataset views
 
 
-class ArrayDataset(Dataset):
+class _IndexedView(Dataset):
+    """A view (``indices``) of a dataset whose item ``i`` in epoch ``e`` draws its augmentation from
+    ``item_generator(seed, e, i)``, so an item's augmentation is independent of loader state."""
+
+    def __init__(self, indices: np.ndarray, info: DatasetInfo, seed: int) -> None:
+        self.indices = indices
+        self.mean = torch.tensor(info.mean).view(-1, 1, 1)
+        self.std = torch.tensor(info.std).view(-1, 1, 1)
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation stream of ``epoch``."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+
+class ArrayDataset(_IndexedView):
     """A view (``indices``) of a shared ``N x C x H x W`` uint8 tensor; when ``crop_padding`` is set, each
     item gets a random crop with that zero padding and a random horizontal flip."""
 
@@ -156,18 +175,8 @@ class ArrayDataset(Dataset):
         seed: int,
         crop_padding: int | None,
     ) -> None:
-        self.images, self.labels, self.indices = images, labels, indices
-        self.mean = torch.tensor(info.mean).view(-1, 1, 1)
-        self.std = torch.tensor(info.std).view(-1, 1, 1)
-        self.seed, self.crop_padding = seed, crop_padding
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch``."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.indices)
+        super().__init__(indices, info, seed)
+        self.images, self.labels, self.crop_padding = images, labels, crop_padding
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         j = int(self.indices[i])
@@ -178,7 +187,7 @@ class ArrayDataset(Dataset):
         return normalize(img, self.mean, self.std), int(self.labels[j])
 
 
-class FolderDataset(Dataset):
+class FolderDataset(_IndexedView):
     """A view of an image file list, decoded per item; random-resized-crop + flip when augmenting,
     else resize + center crop."""
 
@@ -191,19 +200,8 @@ class FolderDataset(Dataset):
         seed: int,
         augment: bool,
     ) -> None:
-        self.samples, self.indices = samples, indices
-        self.size = info.image_size
-        self.mean = torch.tensor(info.mean).view(-1, 1, 1)
-        self.std = torch.tensor(info.std).view(-1, 1, 1)
-        self.seed, self.augment = seed, augment
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        """Select the augmentation stream of ``epoch``."""
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return len(self.indices)
+        super().__init__(indices, info, seed)
+        self.samples, self.size, self.augment = samples, info.image_size, augment
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[int(self.indices[i])]
