@@ -8,6 +8,7 @@ generated ``results/bitat_fmnist.md``.
 
     .venv/bin/python benchmarks/bitat_fmnist.py --epochs 8 --seeds 0,1
     .venv/bin/python benchmarks/bitat_fmnist.py --only float,bitat --set data.eval_limit=500
+    .venv/bin/python benchmarks/bitat_fmnist.py --float-run runs/fmnist_float   # reuse make train's teacher
 
 ``--set`` overrides go to every run, except ``method.*`` keys, which go to the BiTAT variants only.
 """
@@ -59,6 +60,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--bitat-config", type=Path, default=REPO / "configs" / "fmnist_bitat.yaml")
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "bench_bitat_fmnist", help="parent of the run dirs")
     p.add_argument("--results", type=Path, default=REPO / "results", help="where the CSV and markdown go")
+    p.add_argument("--float-run", type=Path, default=None,
+                   help="a finished float run to use as the teacher and float row (one seed only)\n"
+                        "instead of training one, e.g. runs/fmnist_float from `make train`")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run (method.* keys: BiTAT variants only); repeatable")
     args = p.parse_args(argv)
@@ -71,17 +75,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"--only: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     args.only = ["float", *[v for v in VARIANTS if v in only and v != "float"]]
+    if args.float_run is not None:
+        if len(args.seeds) != 1:
+            p.error("--float-run serves one seed; pass a single --seeds value")
+        if not (args.float_run / "summary.json").is_file():
+            p.error(f"--float-run {args.float_run} is not a finished run (no summary.json)")
     for path in (args.float_config, args.bitat_config):
         if not path.is_file():
             p.error(f"config {path} not found; pass --float-config/--bitat-config")
     return args
 
 
+def float_run_dir(seed: int, args: argparse.Namespace) -> Path:
+    """Where the float run (the teacher) of ``seed`` is."""
+    return args.float_run if args.float_run is not None else args.runs / f"float_s{seed}"
+
+
 def run_one(variant: str, seed: int, args: argparse.Namespace, teacher: Path) -> dict[str, object]:
-    """Train one variant for one seed through the CLI; return its CSV row."""
+    """Train one variant for one seed through the CLI (a finished run is reused); return its CSV row."""
     config_key, extra, distill = VARIANTS[variant]
     config = args.float_config if config_key == "float" else args.bitat_config
-    run_dir = args.runs / f"{variant}_s{seed}"
+    run_dir = float_run_dir(seed, args) if variant == "float" else args.runs / f"{variant}_s{seed}"
     shared = [o for o in args.overrides if not (o.startswith("method.") and not variant.startswith("bitat"))]
     overrides = [f"seed={seed}", *shared, *extra]
     if args.epochs is not None:
@@ -153,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rows: list[dict[str, object]] = []
     for seed in args.seeds:
-        teacher = args.runs / f"float_s{seed}" / "checkpoints" / "best.pt"
+        teacher = float_run_dir(seed, args) / "checkpoints" / "best.pt"
         for variant in args.only:
             row = run_one(variant, seed, args, teacher)
             rows.append(row)
