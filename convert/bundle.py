@@ -163,6 +163,7 @@ def convert_model(onnx_path: str | os.PathLike[str], manifest_path: str | os.Pat
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes a private 0700 directory; the bundle is an ordinary one
         write_bytes(tmp / DEPLOY_FILES["lce"], lce_fb)
         write_bytes(tmp / DEPLOY_FILES["fp32"], fp32_fb)
         write_bytes(tmp / DEPLOY_FILES["int8"], int8_fb)
