@@ -1,190 +1,152 @@
-"""The manifest: one versioned schema that every stage reads and writes.
+"""The manifest: one versioned, typed record that every stage reads and writes.
 
-``train/`` writes it next to ``model.onnx``; ``convert/`` reads it (or one written by hand for a
-foreign ONNX model), adds the ``deploy`` section and writes it into the bundle; ``runtime/`` reads
-the bundle's copy. Reading validates every field and names the file and the field on error.
+``train/`` writes it next to ``model.onnx`` (or a user writes one by hand for a foreign ONNX model);
+``convert/`` reads it, adds the ``deploy`` section and writes it into the bundle; ``runtime/`` reads
+the bundle's copy. Reading validates every field (``bitat_edge.schema``) and names the file and the
+field on error. File names are not part of it: ``bitat_edge.layout`` fixes them.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Literal
 
-from bitat_edge.atomic import write_json
+from pydantic import Field, ValidationInfo, field_validator
 
-SCHEMA_VERSION = 1
-PRECISIONS = ("float", "w1a1", "w1a32", "int8", "w2a2", "w4a4", "w8a8")
-LAYOUTS = ("NCHW", "NHWC")
-DTYPES = ("float32", "int8", "uint8")
-LAYER_OPS = ("conv", "depthwise_conv", "linear")
+from bitat_edge import schema
+from bitat_edge.layout import MODEL_KINDS
+from bitat_edge.precision import PrecisionField
+
+SCHEMA_VERSION = 2
+ModelKind = Literal["lce", "fp32", "int8"]
+assert set(ModelKind.__args__) == set(MODEL_KINDS)  # noqa: S101 - one list of kinds
 
 
-class ManifestError(ValueError):
+class ManifestError(schema.SchemaError):
     """A manifest is missing, unreadable, or has a bad field."""
 
 
-@dataclass
-class InputSpec:
+class InputSpec(schema.Schema):
     """The model input: shape in ``layout`` order (batch first), and the normalization applied to pixels in [0, 1]."""
 
     shape: list[int]
-    layout: str = "NCHW"
-    dtype: str = "float32"
-    mean: list[float] = field(default_factory=list)
-    std: list[float] = field(default_factory=list)
+    layout: Literal["NCHW", "NHWC"] = "NCHW"
+    dtype: Literal["float32", "int8", "uint8"] = "float32"
+    mean: list[float] = Field(default_factory=list)
+    std: list[float] = Field(default_factory=list)
+
+    @field_validator("shape")
+    @classmethod
+    def _four_positive(cls, shape: list[int]) -> list[int]:
+        if len(shape) != 4 or min(shape) <= 0:
+            raise ValueError("must be four positive integers (batch first)")
+        return shape
+
+    @field_validator("mean", "std")
+    @classmethod
+    def _per_channel(cls, values: list[float], info: ValidationInfo) -> list[float]:
+        shape, layout = info.data.get("shape"), info.data.get("layout")
+        if shape is None or layout is None:  # reported on their own fields
+            return values
+        channels = shape[1] if layout == "NCHW" else shape[3]
+        if values and len(values) != channels:
+            raise ValueError(f"must list {channels} numbers (one per channel), got {values}")
+        if info.field_name == "std" and 0 in values:
+            raise ValueError("must not contain 0")
+        return values
+
+    @property
+    def channels(self) -> int:
+        return self.shape[1] if self.layout == "NCHW" else self.shape[3]
 
 
-@dataclass
-class LayerSpec:
-    """One weight layer as trained: its precision and, when not binary, why."""
+class LayerSpec(schema.Schema):
+    """One weight layer as trained: its precision and, when it is float, why."""
 
     name: str
-    op: str  # conv | depthwise_conv | linear
-    precision: str  # one of PRECISIONS
+    op: Literal["conv", "depthwise_conv", "linear"]
+    precision: PrecisionField
     in_channels: int = 0
     out_channels: int = 0
-    kernel: list[int] = field(default_factory=list)
-    stride: list[int] = field(default_factory=list)
+    kernel: list[int] = Field(default_factory=list)
+    stride: list[int] = Field(default_factory=list)
     groups: int = 1
     reason: str = ""
 
 
-@dataclass
-class Manifest:
+class DeploySection(schema.Schema):
+    """What the convert stage adds for the runtime: the deployed input and its own reference figures.
+
+    ``reference_top1`` holds, per model kind, the top-1 accuracy on the bundle's eval set (or, when
+    the eval set has no labels, ``top1_is == "agreement"``: the agreement with ``reference``).
+    ``sha256`` fingerprints each flatbuffer so results can name exactly what ran.
+    """
+
+    input_shape: list[int]  # NHWC, batch 1
+    input_layout: Literal["NHWC"] = "NHWC"
+    reference_top1: dict[ModelKind, float] = Field(default_factory=dict)
+    top1_is: Literal["accuracy", "agreement"] = "accuracy"
+    reference: str = ""
+    sha256: dict[ModelKind, str] = Field(default_factory=dict)
+
+    @field_validator("input_shape")
+    @classmethod
+    def _batch_one_nhwc(cls, shape: list[int]) -> list[int]:
+        if len(shape) != 4 or shape[0] != 1 or min(shape) <= 0:
+            raise ValueError("must be [1, H, W, C] with positive sizes")
+        return shape
+
+
+class Manifest(schema.Schema):
     """Everything a later stage needs to know about a model without importing the stage that made it."""
 
+    schema_version: Literal[2]
     model_name: str
     input: InputSpec
     classes: list[str]
     arch: str = ""
     method: str = "float"
     dataset: str = ""
-    layers: list[LayerSpec] = field(default_factory=list)
-    files: dict[str, str] = field(default_factory=dict)
-    metrics: dict[str, float] = field(default_factory=dict)
-    deploy: dict[str, Any] = field(default_factory=dict)
+    layers: list[LayerSpec] = Field(default_factory=list)
+    metrics: dict[str, float] = Field(default_factory=dict)
+    deploy: DeploySection | None = None
     producer: str = ""
     created: str = ""
-    schema_version: int = SCHEMA_VERSION
+
+    def __init__(self, **data: object) -> None:
+        data.setdefault("schema_version", SCHEMA_VERSION)
+        super().__init__(**data)
+
+    @field_validator("classes")
+    @classmethod
+    def _named(cls, classes: list[str]) -> list[str]:
+        if not classes:
+            raise ValueError("must be a non-empty list of class names")
+        return classes
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Validate, then write atomically."""
-        validate(self.to_dict(), str(path))
-        return write_json(path, self.to_dict())
+        """Validate the whole record, then write it atomically."""
+        try:
+            return schema.save_json(self, path)
+        except schema.SchemaError as exc:
+            raise ManifestError(str(exc)) from None
 
 
-def _fail(source: str, where: str, what: str) -> None:
-    raise ManifestError(f"{source}: field '{where}' {what}")
-
-
-def _check_type(source: str, where: str, value: Any, kind: type | tuple[type, ...]) -> None:
-    if isinstance(value, bool) and kind in (int, float, (int, float)):
-        _fail(source, where, f"must be {kind}, got a boolean")
-    if not isinstance(value, kind):
-        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
-        _fail(source, where, f"must be of type {names}, got {type(value).__name__} ({value!r})")
-
-
-def _known(source: str, where: str, data: dict[str, Any], cls: type) -> None:
-    valid = {f.name for f in fields(cls)}
-    unknown = sorted(set(data) - valid)
-    if unknown:
-        _fail(source, f"{where}{unknown[0]}", f"is unknown (valid fields: {', '.join(sorted(valid))})")
-
-
-def validate(data: Any, source: str = "<manifest>") -> Manifest:
-    """Check a decoded manifest dict field by field and return the typed ``Manifest``."""
+def validate(data: object, source: str = "<manifest>") -> Manifest:
+    """Check decoded manifest data field by field and return the typed ``Manifest``."""
     if not isinstance(data, dict):
         raise ManifestError(f"{source}: a manifest must be a JSON object, got {type(data).__name__}")
-    version = data.get("schema_version", None)
-    if version != SCHEMA_VERSION:
-        _fail(source, "schema_version", f"is {version!r}; this version of bitat-edge reads schema {SCHEMA_VERSION}")
-    _known(source, "", data, Manifest)
-    for required in ("model_name", "input", "classes"):
-        if required not in data:
-            _fail(source, required, "is missing")
-    _check_type(source, "model_name", data["model_name"], str)
-    inp = data["input"]
-    _check_type(source, "input", inp, dict)
-    _known(source, "input.", inp, InputSpec)
-    if "shape" not in inp:
-        _fail(source, "input.shape", "is missing")
-    shape = inp["shape"]
-    _check_type(source, "input.shape", shape, list)
-    if len(shape) != 4 or not all(isinstance(d, int) and not isinstance(d, bool) and d > 0 for d in shape):
-        _fail(source, "input.shape", f"must be four positive integers (batch first), got {shape!r}")
-    if inp.get("dtype", "float32") not in DTYPES:
-        _fail(source, "input.dtype", f"must be one of {DTYPES}, got {inp.get('dtype')!r}")
-    layout = inp.get("layout", "NCHW")
-    if layout not in LAYOUTS:
-        _fail(source, "input.layout", f"must be one of {LAYOUTS}, got {layout!r}")
-    channels = shape[1] if layout == "NCHW" else shape[3]
-    for key in ("mean", "std"):
-        values = inp.get(key, [])
-        _check_type(source, f"input.{key}", values, list)
-        numbers = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
-        if values and (len(values) != channels or not numbers):
-            _fail(source, f"input.{key}", f"must list {channels} numbers (one per channel), got {values!r}")
-    if any(s == 0 for s in inp.get("std", [])):
-        _fail(source, "input.std", "must not contain 0")
-    classes = data["classes"]
-    _check_type(source, "classes", classes, list)
-    if not classes or not all(isinstance(c, str) for c in classes):
-        _fail(source, "classes", "must be a non-empty list of class names")
-    for key in ("arch", "method", "dataset", "producer", "created"):
-        _check_type(source, key, data.get(key, ""), str)
-    for key in ("files", "metrics", "deploy"):
-        _check_type(source, key, data.get(key, {}), dict)
-    for name, value in data.get("metrics", {}).items():
-        _check_type(source, f"metrics.{name}", value, (int, float))
-    layers = data.get("layers", [])
-    _check_type(source, "layers", layers, list)
-    parsed_layers = []
-    for i, layer in enumerate(layers):
-        where = f"layers[{i}]"
-        _check_type(source, where, layer, dict)
-        _known(source, f"{where}.", layer, LayerSpec)
-        for required in ("name", "op", "precision"):
-            if required not in layer:
-                _fail(source, f"{where}.{required}", "is missing")
-        if layer["precision"] not in PRECISIONS:
-            _fail(source, f"{where}.precision", f"must be one of {PRECISIONS}, got {layer['precision']!r}")
-        if layer["op"] not in LAYER_OPS:
-            _fail(source, f"{where}.op", f"must be one of {LAYER_OPS}, got {layer['op']!r}")
-        for key in ("name", "reason"):
-            _check_type(source, f"{where}.{key}", layer.get(key, ""), str)
-        for key in ("in_channels", "out_channels", "groups"):
-            _check_type(source, f"{where}.{key}", layer.get(key, 0), int)
-        for key in ("kernel", "stride"):
-            values = layer.get(key, [])
-            if not isinstance(values, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
-                _fail(source, f"{where}.{key}", f"must be a list of integers, got {values!r}")
-        parsed_layers.append(LayerSpec(**layer))
-    body = {k: v for k, v in data.items() if k not in ("input", "layers")}
-    return Manifest(input=InputSpec(**inp), layers=parsed_layers, **body)
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ManifestError(f"{source}: field 'schema_version' is {data.get('schema_version')!r}; this version "
+                            f"of bitat-edge reads schema {SCHEMA_VERSION} (re-export the run)")
+    return schema.parse(Manifest, data, source, ManifestError)
 
 
 def load(path: str | os.PathLike[str]) -> Manifest:
     """Read and validate a manifest file."""
-    source = str(path)
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ManifestError(f"{source}: manifest not found") from None
-    except OSError as exc:
-        raise ManifestError(f"{source}: cannot read manifest ({exc.strerror})") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ManifestError(f"{source}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
-    return validate(data, source)
+    return validate(schema.read_json(path, "manifest", ManifestError), str(path))

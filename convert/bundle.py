@@ -13,7 +13,6 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ import numpy as np
 
 from bitat_edge import manifest as mf
 from bitat_edge.atomic import write_bytes, write_json, write_text
+from bitat_edge.layout import BundleDir
 from convert import engines, report
 from convert.errors import ConvertError
 from convert.keras_builder import build_keras_model
@@ -28,7 +28,6 @@ from convert.lce import BCONV, convert_lce, op_histogram
 from convert.onnx_graph import load_graph
 from convert.tflite import convert_fp32, convert_int8
 
-DEPLOY_FILES = {"lce": "model.tflite", "fp32": "model_fp32.tflite", "int8": "model_int8.tflite", "eval": "eval.npz"}
 RANDOM_EVAL_IMAGES = 64
 CALIB_FROM_EVAL = 200
 
@@ -150,28 +149,31 @@ def convert_model(onnx_path: str | os.PathLike[str], manifest_path: str | os.Pat
     }
 
     _, c, h, w = graph.input_shape
-    top1 = {k: round(v.get("top1", v["agreement"]), 6) for k, v in par["engines"].items()}
-    deploy = {**DEPLOY_FILES, "input_layout": "NHWC", "input_shape": [1, h, w, c], "top1": top1,
-              "top1_is": "accuracy" if labels is not None else f"agreement with {par['reference']}",
-              "report": "report.json", "sha256": {k: hashlib.sha256(b).hexdigest() for k, b in
-                                                  (("lce", lce_fb), ("fp32", fp32_fb), ("int8", int8_fb))}}
+    engine_of_kind = {"lce": "lce", "fp32": "tflite_fp32", "int8": "tflite_int8"}
+    deploy = mf.DeploySection(
+        input_shape=[1, h, w, c],
+        reference_top1={kind: round(par["engines"][engine].get("top1", par["engines"][engine]["agreement"]), 6)
+                        for kind, engine in engine_of_kind.items()},
+        top1_is="accuracy" if labels is not None else "agreement", reference=par["reference"],
+        sha256={k: hashlib.sha256(b).hexdigest() for k, b in (("lce", lce_fb), ("fp32", fp32_fb), ("int8", int8_fb))})
     layers_spec = manifest.layers or [  # a foreign model's manifest may not list its layers
         mf.LayerSpec(name=r.name, op=r.op, precision=r.precision, reason=r.reason) for r in built.layers]
-    out_manifest = replace(manifest, deploy=deploy, layers=layers_spec)
+    out_manifest = manifest.model_copy(update={"deploy": deploy, "layers": layers_spec})
     eval_arrays = {"x": x_nhwc} | ({"y": labels} if labels is not None else {})
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp makes a private 0700 directory; the bundle is an ordinary one
-        write_bytes(tmp / DEPLOY_FILES["lce"], lce_fb)
-        write_bytes(tmp / DEPLOY_FILES["fp32"], fp32_fb)
-        write_bytes(tmp / DEPLOY_FILES["int8"], int8_fb)
-        with open(tmp / DEPLOY_FILES["eval"], "wb") as handle:
+        files = BundleDir(tmp)
+        write_bytes(files.model("lce"), lce_fb)
+        write_bytes(files.model("fp32"), fp32_fb)
+        write_bytes(files.model("int8"), int8_fb)
+        with open(files.eval, "wb") as handle:
             np.savez(handle, **eval_arrays)
-        write_json(tmp / "report.json", result)
-        write_text(tmp / "report.md", report.render_markdown(result))
-        out_manifest.save(tmp / "manifest.json")
+        write_json(files.report_json, result)
+        write_text(files.report_md, report.render_markdown(result))
+        out_manifest.save(files.manifest)
         _replace_dir(tmp, out)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
+from bitat_edge.layout import BundleDir
 from bitat_edge.manifest import Manifest, ManifestError, load
 from runtime.errors import BenchError
 from runtime.tflite_ops import operator_counts
 
 MODEL_KINDS = ("lce", "fp32", "int8")
-_DEFAULT_FILES = {"lce": "model.tflite", "fp32": "model_fp32.tflite", "int8": "model_int8.tflite", "eval": "eval.npz"}
 
 
 @dataclass
@@ -46,11 +46,9 @@ class Bundle:
         """The convert stage's top-1 accuracy for ``kind`` (``manifest.deploy.top1``, keyed 'lce',
         'tflite_fp32', 'tflite_int8'), or None when absent or when it is an agreement rate, not accuracy."""
         deploy = self.manifest.deploy
-        if deploy.get("top1_is", "accuracy") != "accuracy":
+        if deploy is None or deploy.top1_is != "accuracy":
             return None
-        table = deploy.get("top1", {})
-        value = table.get(kind, table.get(f"tflite_{kind}"))
-        return float(value) if isinstance(value, (int, float)) else None
+        return deploy.reference_top1.get(kind)
 
 
 def sha256_file(path: Path) -> str:
@@ -85,15 +83,13 @@ def load_bundle(path: str | Path, kinds: tuple[str, ...] = MODEL_KINDS) -> Bundl
     except ManifestError as exc:
         raise BenchError(f"bundle {root}: bad manifest ({exc}); re-run the convert stage") from None
     deploy = manifest.deploy
-    layout = deploy.get("input_layout", "NHWC")
-    if layout != "NHWC":
-        raise BenchError(f"{root / 'manifest.json'}: field 'deploy.input_layout' is {layout!r}; the runtime needs NHWC")
+    if deploy is None:
+        raise BenchError(f"{root / 'manifest.json'}: field 'deploy' is missing; this is a run's manifest, not a "
+                         "bundle's: run the convert stage and pass its deploy directory")
     bundle = Bundle(root=root, run_dir=root.parent, manifest=manifest)
     for kind in kinds:
-        name = deploy.get(kind, _DEFAULT_FILES[kind])
-        if not isinstance(name, str) or not name:
-            raise BenchError(f"{root / 'manifest.json'}: field 'deploy.{kind}' must name a file, got {name!r}")
-        model_path = root / name
+        model_path = BundleDir(root).model(kind)
+        name = model_path.name
         if not model_path.is_file():
             raise BenchError(
                 f"bundle {root}: the {kind} model {name} is missing; re-run the convert stage "
@@ -101,13 +97,12 @@ def load_bundle(path: str | Path, kinds: tuple[str, ...] = MODEL_KINDS) -> Bundl
             )
         operator_counts(model_path)  # structure and bounds check: catches truncated or foreign files
         bundle.models[kind] = ModelFile(kind, model_path, sha256_file(model_path), model_path.stat().st_size)
-    eval_name = deploy.get("eval", _DEFAULT_FILES["eval"])
-    eval_path = root / str(eval_name)
+    eval_path = BundleDir(root).eval
     bundle.eval_path = None
     if eval_path.is_file():
         x, _ = load_eval(eval_path)
-        shape = deploy.get("input_shape")
-        if shape and list(x.shape[1:]) != list(shape[1:]):
+        shape = deploy.input_shape
+        if list(x.shape[1:]) != list(shape[1:]):
             raise BenchError(f"{eval_path}: images are {list(x.shape[1:])} but the model takes {list(shape[1:])} "
                              "(deploy.input_shape); re-run the convert stage")
         bundle.eval_path = eval_path

@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from bitat_edge import __version__, atomic, manifest
+from bitat_edge.precision import W1A1
 from bitat_edge.cli import STAGES, main
 
 
@@ -82,7 +83,7 @@ def test_manifest_round_trip(tmp_path):
     loaded = manifest.load(path)
     assert loaded == original
     assert loaded.num_classes == 10
-    assert loaded.layers[0].precision == "w1a1"
+    assert loaded.layers[0].precision == W1A1 and str(loaded.layers[0].precision) == "w1a1"
 
 
 def _set(data: dict, dotted: str, value) -> None:
@@ -99,7 +100,7 @@ def _set(data: dict, dotted: str, value) -> None:
 _DELETE = object()
 
 BAD_FIELDS = [
-    ("schema_version", 2, "schema_version"),
+    ("schema_version", 1, "schema_version"),
     ("schema_version", _DELETE, "schema_version"),
     ("model_name", _DELETE, "model_name"),
     ("model_name", 3, "model_name"),
@@ -113,19 +114,21 @@ BAD_FIELDS = [
     ("input.std", [0], "input.std"),
     ("input.colour", "rgb", "input.colour"),
     ("classes", [], "classes"),
-    ("classes", [1, 2], "classes"),
+    ("classes", [1, 2], "classes[0]"),
     ("arch", 5, "arch"),
-    ("files", [], "files"),
+    ("deploy", [], "deploy"),
+    ("deploy", {"input_shape": [1, 28, 28]}, "deploy.input_shape"),
     ("metrics.test_top1", "high", "metrics.test_top1"),
     ("metrics.test_top1", True, "metrics.test_top1"),
     ("layers", {}, "layers"),
-    ("layers.0.precision", "w3a3", "layers[0].precision"),
+    ("layers.0.precision", "w9a9", "layers[0].precision"),
+    ("layers.0.precision", "fp16", "layers[0].precision"),
     ("layers.0.name", _DELETE, "layers[0].name"),
     ("layers.0.bits", 1, "layers[0].bits"),
 ]
 BAD_FIELDS += [
     ("input.dtype", "int3", "input.dtype"),
-    ("input.mean", [True], "input.mean"),
+    ("input.mean", [True], "input.mean[0]"),
     ("layers.0.op", "fft", "layers[0].op"),
     ("layers.0.name", 5, "layers[0].name"),
     ("layers.0.in_channels", "x", "layers[0].in_channels"),

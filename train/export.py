@@ -153,7 +153,6 @@ def export_run(run_dir: str | os.PathLike[str]) -> Path:
         method=cfg.method.name,
         dataset=info.name,
         layers=layer_specs(model),
-        files={"onnx": "model.onnx", "eval": "eval.npz", "calib": "calib.npz", "checkpoint": "checkpoints/best.pt"},
         metrics=_metrics(run / "summary.json"),
         producer=f"bitat-edge {__version__} train.export",
         created=datetime.now(timezone.utc).isoformat(timespec="seconds"),

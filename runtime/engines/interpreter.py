@@ -53,9 +53,7 @@ class InterpreterEngine(Engine):
             if job.eval_samples:
                 argv += ["--eval-samples", str(job.eval_samples)]
         else:
-            shape = job.bundle.manifest.deploy.get("input_shape")
-            if not shape:
-                raise BenchError(f"bundle {job.bundle.root}: manifest lacks deploy.input_shape; pass --accuracy")
+            shape = job.bundle.manifest.deploy.input_shape
             argv += ["--input-shape", ",".join(str(int(d)) for d in shape)]
         remote_out = f"{transport.workdir()}/result_{job.model.kind}_{self.backend}.json"
         argv += ["--out", remote_out]

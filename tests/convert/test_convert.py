@@ -98,8 +98,8 @@ def test_bundle_layout_matches_the_runtime_contract(foreign):
         ["model.tflite", "model_fp32.tflite", "model_int8.tflite", "eval.npz", "report.json", "report.md",
          "manifest.json"])
     bundle = load_manifest(out / "manifest.json")
-    assert bundle.deploy["input_shape"] == [1, 12, 12, 3] and bundle.deploy["input_layout"] == "NHWC"
-    assert set(bundle.deploy["top1"]) == {"onnxruntime", "lce", "tflite_fp32", "tflite_int8"}
+    assert bundle.deploy.input_shape == [1, 12, 12, 3] and bundle.deploy.input_layout == "NHWC"
+    assert set(bundle.deploy.reference_top1) == {"lce", "fp32", "int8"}
     with np.load(out / "eval.npz") as data, np.load(root / "eval.npz") as src:
         assert np.array_equal(data["x"], src["x"].transpose(0, 2, 3, 1)) and np.array_equal(data["y"], src["y"])
     assert report["sizes_bytes"]["lce"] == (out / "model.tflite").stat().st_size

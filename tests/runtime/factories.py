@@ -29,7 +29,7 @@ def build_bundle(deploy: Path, samples: int = 24) -> dict:
     import tensorflow as tf
     import tf_keras as keras
 
-    from bitat_edge.manifest import InputSpec, Manifest
+    from bitat_edge.manifest import DeploySection, InputSpec, Manifest
 
     tf.random.set_seed(SEED)
     rng = np.random.default_rng(SEED)
@@ -78,9 +78,8 @@ def build_bundle(deploy: Path, samples: int = 24) -> dict:
         model_name="tiny_w1a1",
         input=InputSpec(shape=[1, *SHAPE], layout="NHWC"),
         classes=CLASSES,
-        deploy={"lce": "model.tflite", "fp32": "model_fp32.tflite", "int8": "model_int8.tflite",
-                "eval": "eval.npz", "input_layout": "NHWC", "input_shape": [1, *SHAPE],
-                "top1": {k: round(v, 6) for k, v in top1.items()}, "top1_is": "accuracy"},
+        deploy=DeploySection(input_shape=[1, *SHAPE], top1_is="accuracy", reference_top1={
+            kind: round(top1[key], 6) for kind, key in (("lce", "lce"), ("fp32", "tflite_fp32"), ("int8", "tflite_int8"))}),
         producer="tests/runtime/bundle_factory.py",
     )
     manifest.save(deploy / "manifest.json")

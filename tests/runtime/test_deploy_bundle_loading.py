@@ -32,7 +32,7 @@ def test_reference_accuracy_uses_convert_keys_and_ignores_agreement(bundle_copy:
     assert bundle.reference_top1("int8") == round(built_bundle[1]["top1"]["tflite_int8"], 6)
     path = bundle_copy / "manifest.json"
     data = json.loads(path.read_text())
-    data["deploy"]["top1_is"] = "agreement with onnxruntime"
+    data["deploy"]["top1_is"] = "agreement"
     path.write_text(json.dumps(data))
     assert load_bundle(bundle_copy).reference_top1("lce") is None
 

@@ -136,7 +136,7 @@ def test_export_run_then_convert_run(tmp_path):
     export_run(run_dir)
     manifest = load_manifest(run_dir / "manifest.json")
     assert manifest.input.shape == [1, 1, 16, 16] and manifest.input.layout == "NCHW"
-    assert any(layer.precision == "w1a1" for layer in manifest.layers)
+    assert any(layer.precision.is_binary for layer in manifest.layers)
     with np.load(run_dir / "eval.npz") as data:
         assert data["x"].shape == (40, 1, 16, 16) and data["x"].dtype == np.float32
         assert data["y"].dtype == np.int64 and data["torch_logits"].shape == (40, 10)
@@ -149,11 +149,11 @@ def test_export_run_then_convert_run(tmp_path):
     assert result.exit_code == 0, result.output
     deploy = run_dir / "deploy"
     report = json.loads((deploy / "report.json").read_text())
-    binary_layers = sum(layer.precision == "w1a1" for layer in manifest.layers)
+    binary_layers = sum(layer.precision.is_binary for layer in manifest.layers)
     assert report["lce_bconv2d"] == binary_layers and report["binary_check"]["ok"]
     lce = report["parity"]["engines"]["lce"]
     assert report["parity"]["reference"] == "pytorch" and lce["agreement"] == 1.0, lce["listed"]
     bundle = load_manifest(deploy / "manifest.json")
-    assert bundle.deploy["input_shape"] == [1, 16, 16, 1] and bundle.deploy["input_layout"] == "NHWC"
+    assert bundle.deploy.input_shape == [1, 16, 16, 1] and bundle.deploy.input_layout == "NHWC"
     with np.load(deploy / "eval.npz") as data:
         assert data["x"].shape == (40, 16, 16, 1)

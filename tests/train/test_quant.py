@@ -263,9 +263,9 @@ def test_layer_specs_and_summary_say_which_layers_are_binary_and_why():
         if isinstance(layer, QuantConv2d):
             layer.set_quantized(input=True, weight=True)
     specs = {s.name: s for s in layer_specs(model)}
-    assert all(specs[n].precision == "w1a1" and specs[n].reason == "" for n in names[:-1])
-    assert specs[names[-1]].precision == "float" and specs[names[-1]].reason == "not selected"
-    reasons = {s.reason for s in specs.values() if s.precision == "float"}
+    assert all(specs[n].precision.is_binary and specs[n].reason == "" for n in names[:-1])
+    assert specs[names[-1]].precision.is_float and specs[names[-1]].reason == "not selected"
+    reasons = {s.reason for s in specs.values() if s.precision.is_float}
     assert {"stem", "classifier", "depthwise", "not selected"} <= reasons
     assert all(s.op == "depthwise_conv" for s in specs.values() if s.reason == "depthwise")
     data = summary_dict(model, (3, 32, 32))

@@ -35,15 +35,16 @@ def layer_specs(model: nn.Module) -> list[LayerSpec]:
     for name, module in layers:
         precision, reason = _precision_and_reason(name, module, stem, kept)
         if isinstance(module, nn.Linear):
-            spec = LayerSpec(name, "linear", precision, module.in_features, module.out_features, reason=reason)
+            spec = LayerSpec(name=name, op="linear", precision=precision, in_channels=module.in_features,
+                             out_channels=module.out_features, reason=reason)
         else:
             op = "depthwise_conv" if module.groups > 1 and module.groups == module.in_channels else "conv"
             spec = LayerSpec(
-                name,
-                op,
-                precision,
-                module.in_channels,
-                module.out_channels,
+                name=name,
+                op=op,
+                precision=precision,
+                in_channels=module.in_channels,
+                out_channels=module.out_channels,
                 kernel=list(module.kernel_size),
                 stride=list(module.stride),
                 groups=module.groups,

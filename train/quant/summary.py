@@ -28,7 +28,7 @@ def summary_dict(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, An
     for spec in layer_specs(model):
         module = modules[spec.name]
         params = module.weight.numel()
-        binary = spec.precision == "w1a1"
+        binary = spec.precision.is_binary
         layer_macs = int(macs.get(spec.name, 0))
         totals["binary_params" if binary else "float_weight_params"] += params
         totals["binary_macs" if binary else "float_macs"] += layer_macs
@@ -36,7 +36,7 @@ def summary_dict(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, An
             {
                 "name": spec.name,
                 "op": spec.op,
-                "precision": spec.precision,
+                "precision": str(spec.precision),
                 "reason": spec.reason,
                 "params": params,
                 "bytes": params * (BINARY_BYTES if binary else FLOAT_BYTES),

@@ -1,0 +1,136 @@
+"""Where every file of a run directory and a deploy bundle lives: spelled here and nowhere else.
+
+```
+runs/<name>/config.yaml         resolved train config, written before training
+            env.json            versions, machine, seed, git revision, command line
+            metrics.csv         one row per epoch
+            summary.json        test top-1 of best.pt and run totals (present = the run finished)
+            checkpoints/        last.pt, best.pt
+            tb/                 TensorBoard events (optional)
+            model.onnx          exported eval-mode network (the convert stage's input)
+            manifest.json       the contract (bitat_edge.manifest)
+            eval.npz            preprocessed test split: x (NCHW float32), y, torch_logits
+            calib.npz           calibration images: x (NCHW float32)
+            deploy/             the bundle (BundleDir)
+            bench/              bench sessions: <device>-<UTC stamp>/{log.txt, results.json, results.txt},
+                                results.csv, plots
+```
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+MODEL_KINDS = ("lce", "fp32", "int8")
+"""The flatbuffers of a bundle: the LCE model and its float32 / int8 TFLite baselines."""
+
+
+@dataclass(frozen=True)
+class BundleDir:
+    """Paths inside a deploy bundle (``<run>/deploy``)."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def eval(self) -> Path:
+        """Preprocessed eval set: ``x`` float32 NHWC, optional ``y`` int64."""
+        return self.root / "eval.npz"
+
+    @property
+    def report_json(self) -> Path:
+        return self.root / "report.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
+
+    def model(self, kind: str) -> Path:
+        """The flatbuffer of ``kind`` (one of ``MODEL_KINDS``)."""
+        names = {"lce": "model.tflite", "fp32": "model_fp32.tflite", "int8": "model_int8.tflite"}
+        if kind not in names:
+            raise ValueError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
+        return self.root / names[kind]
+
+    def is_bundle(self) -> bool:
+        """Whether this directory holds a bundle (its manifest and LCE flatbuffer)."""
+        return self.manifest.is_file() and self.model("lce").is_file()
+
+
+@dataclass(frozen=True)
+class RunDir:
+    """Paths inside one run directory (see the module docstring)."""
+
+    root: Path
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> RunDir:
+        return cls(Path(path))
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def env(self) -> Path:
+        return self.root / "env.json"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def last(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    @property
+    def tensorboard(self) -> Path:
+        return self.root / "tb"
+
+    @property
+    def onnx(self) -> Path:
+        return self.root / "model.onnx"
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / "manifest.json"
+
+    @property
+    def eval(self) -> Path:
+        """Preprocessed test split: ``x`` float32 NCHW, ``y`` int64, ``torch_logits`` float32."""
+        return self.root / "eval.npz"
+
+    @property
+    def calib(self) -> Path:
+        """Calibration images for int8: ``x`` float32 NCHW."""
+        return self.root / "calib.npz"
+
+    @property
+    def exported(self) -> tuple[Path, ...]:
+        """What the export step writes: the convert stage's inputs."""
+        return (self.onnx, self.manifest, self.eval, self.calib)
+
+    @property
+    def deploy(self) -> BundleDir:
+        return BundleDir(self.root / "deploy")
+
+    @property
+    def bench(self) -> Path:
+        return self.root / "bench"
