@@ -2,10 +2,11 @@
 
     .venv/bin/python benchmarks/runtime_host.py --bundle runs/fmnist_bitat [--runs 100 --windows 5]
 
-Runs one bench session on `host` (results under <run>/bench/host-<stamp>/ as usual) and writes
-results/runtime_host.json (medians, spreads, top-1 vs the convert stage's figure, the fp32/lce and
-int8/lce latency ratios) and the generated table results/runtime_host.md. x86 has no optimized LCE kernels (LCE issue 591): the ratios
-describe this host, not an ARM device.
+Runs one bench session on `host` (results under <run>/bench/host-<stamp>/ as usual), reads its
+results.json back (``bitat_edge.bench_record``) and writes results/runtime_host.json (typical latency with
+what it is, spreads, top-1 vs the convert stage's figure, the fp32/lce and int8/lce latency ratios; paths
+relative to the repository) and the generated table results/runtime_host.md. x86 has no optimized LCE
+kernels (LCE issue 591): the ratios describe this host, not an ARM device.
 """
 
 from __future__ import annotations
@@ -18,12 +19,49 @@ import click
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bitat_edge import bench_record  # noqa: E402
 from bitat_edge.atomic import write_json, write_text  # noqa: E402
-from runtime.bundle import MODEL_KINDS, load_bundle  # noqa: E402
+from bitat_edge.layout import MODEL_KINDS  # noqa: E402
+from runtime.bundle import load_bundle  # noqa: E402
 from runtime.devices import resolve_device  # noqa: E402
 from runtime.errors import BenchError  # noqa: E402
 from runtime.protocol import Protocol  # noqa: E402
+from runtime.request import SessionRequest  # noqa: E402
 from runtime.session import run_session  # noqa: E402
+
+
+def portable(path: Path, run_dir: Path) -> str:
+    """``path`` relative to the repository when inside it, else as ``<run>/...``: no machine's absolute paths."""
+    path, run_dir = path.resolve(), run_dir.resolve()
+    if path.is_relative_to(REPO):
+        return path.relative_to(REPO).as_posix()
+    return "<run>/" + path.relative_to(run_dir).as_posix() if path.is_relative_to(run_dir) else path.name
+
+
+def summarize(record: Path, run_dir: Path) -> dict:
+    """The benchmark's result file, from a session's ``results.json`` as stored."""
+    session = bench_record.load(record)
+    models = {}
+    for m in session.measurements:
+        if m.latency is None:
+            raise BenchError(f"{record}: the {m.model} measurement has no latency")
+        models[m.model] = {
+            "engine": m.engine, "engine_version": m.engine_version, "sha256": m.model_sha256, "bytes": m.model_bytes,
+            "typical_ms": m.latency.typical_ms, "typical_is": m.latency.typical_is, "iqr_ms": m.latency.overall.iqr,
+            "min_ms": m.latency.overall.min, "window_spread_ms": m.latency.window_spread_ms,
+            "peak_memory_mb": m.peak_memory_mb, "top1": m.accuracy.top1 if m.accuracy else None,
+            "reference_top1": m.reference_top1, "matches_reference": m.matches_reference,
+        }
+    return {
+        "benchmark": "runtime_host",
+        "date": session.date,
+        "bundle": portable(record.parent / session.bundle, run_dir),
+        "session": portable(record.parent, run_dir),
+        "host": session.facts.to_dict(),
+        "protocol": session.protocol.to_dict(),
+        "models": models,
+        "ratios": session.ratios,
+    }
 
 
 def render_markdown(summary: dict) -> str:
@@ -33,17 +71,18 @@ def render_markdown(summary: dict) -> str:
         "results/runtime_host.json). x86 has no optimized LCE binary kernels (LCE issue 591): these "
         "ratios describe this host, not an ARM device.",
         "",
-        "| model | engine | median ms | IQR ms | top-1 | matches convert stage | size bytes |",
-        "|---|---|---|---|---|---|---|",
+        "| model | engine | typical ms | typical is | IQR ms | top-1 | matches convert stage | size bytes |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, m in summary["models"].items():
         top1 = "n/a" if m["top1"] is None else f"{100 * m['top1']:.2f} %"
-        lines.append(f"| {name} | {m['engine']} {m['engine_version']} | {m['median_ms']:.3f} | {m['iqr_ms']:.3f} | "
-                     f"{top1} | {m['matches_reference']} | {m['bytes']:,} |")
-    proto = summary["protocol"]
+        iqr = "-" if m["iqr_ms"] is None else f"{m['iqr_ms']:.3f}"
+        lines.append(f"| {name} | {m['engine']} {m['engine_version']} | {m['typical_ms']:.3f} | {m['typical_is']} | "
+                     f"{iqr} | {top1} | {m['matches_reference']} | {m['bytes']:,} |")
+    p = summary["protocol"]
     ratios = ", ".join(f"{k} {v:.2f}" for k, v in summary["ratios"].items())
-    lines += ["", f"Latency ratios: {ratios}. Protocol: {proto}. Host: {summary['host'].get('cpu', '')}; "
-              f"{summary['date']}."]
+    lines += ["", f"Latency ratios (typical): {ratios}. Protocol: {p['warmup']} warm-up runs, {p['windows']} windows of "
+              f"{p['runs']} runs, {p['threads']} thread(s). Host: {summary['host'].get('cpu', '')}; {summary['date']}."]
     return "\n".join(lines) + "\n"
 
 
@@ -59,32 +98,12 @@ def main(bundle: str, runs: int, windows: int, warmup: int, threads: int, out: s
     """Measure the bundle's three flatbuffers on this machine and write their latency ratios."""
     try:
         loaded = load_bundle(bundle, MODEL_KINDS)
-        session_dir, session = run_session(
-            resolve_device("host"), loaded, MODEL_KINDS, "auto", Protocol(warmup, runs, windows, threads),
-            accuracy=True, eval_samples=None, profile=False, binary=None, bench_root=None, timeout=3600,
-            echo=click.echo,
-        )
+        request = SessionRequest(device=resolve_device("host"), bundle=loaded, kinds=MODEL_KINDS,
+                                 protocol=Protocol(warmup, runs, windows, threads), timeout=3600)
+        session_dir, _ = run_session(request, echo=click.echo)
+        summary = summarize(session_dir / "results.json", loaded.run_dir)
     except BenchError as exc:
         raise click.ClickException(str(exc)) from None
-    summary = {
-        "benchmark": "runtime_host",
-        "date": session["date"],
-        "bundle": session["bundle"],
-        "session": str(session_dir),
-        "host": session["facts"],
-        "protocol": session["protocol"],
-        "models": {
-            m["model"]: {
-                "engine": m["engine"], "engine_version": m["engine_version"], "sha256": m["model_sha256"],
-                "bytes": m["model_bytes"], "median_ms": m["latency"]["overall"]["median"],
-                "iqr_ms": m["latency"]["overall"]["iqr"], "min_ms": m["latency"]["overall"]["min"],
-                "peak_memory_mb": m["peak_memory_mb"], "top1": (m["accuracy"] or {}).get("top1"),
-                "reference_top1": m["reference_top1"], "matches_reference": m["matches_reference"],
-            }
-            for m in session["measurements"]
-        },
-        "ratios": session["ratios"],
-    }
     path = Path(out)
     write_json(path, summary)
     write_text(path.with_suffix(".md"), render_markdown(summary))

@@ -17,10 +17,13 @@ if __name__ == "__main__" and not __package__:
 
 import click  # noqa: E402
 
-from runtime.bundle import MODEL_KINDS, load_bundle  # noqa: E402
+from bitat_edge.layout import MODEL_KINDS  # noqa: E402
+from runtime.bundle import load_bundle  # noqa: E402
 from runtime.devices import inventory_path, resolve_device  # noqa: E402
+from runtime.engines import ENGINES  # noqa: E402
 from runtime.errors import BenchError  # noqa: E402
 from runtime.protocol import Protocol  # noqa: E402
+from runtime.request import SessionRequest  # noqa: E402
 
 DEFAULT_BUNDLE = "runs/fmnist_bitat"
 
@@ -51,11 +54,11 @@ def _fail(exc: BenchError) -> click.ClickException:
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @_target_options
-@click.option("--engine", type=click.Choice(["auto", "lce-interpreter", "tflite-interpreter", "benchmark-binary"]),
+@click.option("--engine", type=click.Choice(["auto", *ENGINES]),
               default="auto", show_default=True,
               help="auto: interpreters on the host, the benchmark binary on devices (interpreters over ssh "
                    "when the device has Python and no binary).")
-@click.option("--model", "model", type=click.Choice(["lce", "fp32", "int8", "all"]), default="all", show_default=True,
+@click.option("--model", "model", type=click.Choice([*MODEL_KINDS, "all"]), default="all", show_default=True,
               help="Which flatbuffer(s) of the bundle to measure.")
 @click.option("--threads", type=int, default=None, help="Interpreter threads (default: the device profile's).")
 @click.option("--warmup", type=int, default=5, show_default=True, help="Untimed runs before the windows.")
@@ -81,12 +84,13 @@ def cli(ctx: click.Context, device: str, bundle: str, transport: str | None, inv
     kinds = MODEL_KINDS if model == "all" else (model,)
     try:
         target = resolve_device(device, inventory_path(inventory), transport)
-        loaded = load_bundle(bundle, kinds)
-        protocol = Protocol(warmup=warmup, runs=runs, windows=windows, threads=threads or target.threads)
-        session_dir, session = run_session(
-            target, loaded, kinds, engine, protocol, accuracy, eval_samples, profile, binary,
-            Path(out) if out else None, timeout, echo=click.echo,
+        request = SessionRequest(
+            device=target, bundle=load_bundle(bundle, kinds), kinds=kinds, engine=engine,
+            protocol=Protocol(warmup=warmup, runs=runs, windows=windows, threads=threads or target.threads),
+            accuracy=accuracy, eval_samples=eval_samples, profile=profile, binary=binary,
+            bench_root=Path(out) if out else None, timeout=timeout,
         )
+        session_dir, session = run_session(request, echo=click.echo)
     except BenchError as exc:
         raise _fail(exc) from None
     click.echo("")

@@ -1,8 +1,7 @@
 """The deploy bundle written by ``convert/``: validated on load, every problem one clear sentence.
 
-Layout (``<run>/deploy/``): ``model.tflite`` (LCE), ``model_fp32.tflite``, ``model_int8.tflite``,
-``eval.npz`` (``x`` float32 NHWC, ``y`` int64), ``report.json``, ``manifest.json`` (its ``deploy``
-section names the files and carries the convert stage's top-1 figures).
+File names come from ``bitat_edge.layout.BundleDir``; the manifest (``bitat_edge.manifest``) carries
+the deployed input shape and the convert stage's top-1 figures in its ``deploy`` section.
 """
 
 from __future__ import annotations
@@ -14,12 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bitat_edge.layout import BundleDir
+from bitat_edge.layout import MODEL_KINDS, BundleDir
 from bitat_edge.manifest import Manifest, ManifestError, load
 from runtime.errors import BenchError
 from runtime.tflite_ops import operator_counts
-
-MODEL_KINDS = ("lce", "fp32", "int8")
 
 
 @dataclass
@@ -43,8 +40,8 @@ class Bundle:
     eval_path: Path | None = None
 
     def reference_top1(self, kind: str) -> float | None:
-        """The convert stage's top-1 accuracy for ``kind`` (``manifest.deploy.top1``, keyed 'lce',
-        'tflite_fp32', 'tflite_int8'), or None when absent or when it is an agreement rate, not accuracy."""
+        """The convert stage's top-1 accuracy for ``kind`` (``manifest.deploy.reference_top1``), or None when
+        absent or when it is an agreement rate, not accuracy."""
         deploy = self.manifest.deploy
         if deploy is None or deploy.top1_is != "accuracy":
             return None

@@ -18,21 +18,68 @@ from __future__ import annotations
 
 import os
 import platform
-from dataclasses import dataclass, field
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
-import yaml
+from pydantic import Field, field_validator
 
+from bitat_edge import schema
 from runtime.elf import normalize_arch
-from runtime.errors import BenchError
-from runtime.transports import Transport, TransportSpec, parse_spec
+from runtime.errors import BenchError, ConfigFileError
+from runtime.transports import Capabilities, Transport, TransportSpec, parse_spec, transport_class
 
 PROFILES_PATH = Path(__file__).with_name("devices.yaml")
 DEFAULT_INVENTORY = Path("~/.config/bitat-edge/devices.yaml")
-_PROFILE_KEYS = {"description", "arch", "cpu", "transport", "threads", "binary", "docker_target", "qemu"}
-_INVENTORY_KEYS = {"like", "transport", "key", "known_hosts", "python", "threads", "binary_path",
-                   "connect_timeout", "description"}
+Positive = Annotated[int, Field(gt=0)]
+E = TypeVar("E", bound=schema.Schema)
+
+
+class QemuSettings(schema.Schema):
+    """How the ``qemu`` transport emulates the profile's CPU."""
+
+    binary: str  # qemu-aarch64, qemu-arm
+    cpu: str  # -cpu, e.g. cortex-a72
+    sysroot: str  # -L for dynamically linked programs, e.g. /usr/aarch64-linux-gnu
+
+
+class Profile(schema.Schema):
+    """One shipped device profile (``runtime/devices.yaml``): what the device is, never where it is."""
+
+    description: str = ""
+    arch: str  # aarch64 | arm | native (this machine)
+    cpu: str = ""
+    transport: str  # a transport kind; ssh/adb take their address from the inventory
+    threads: Positive = 1
+    binary: str = ""  # suffix of runtime/bin/lce_benchmark_model_<binary>
+    docker_target: str = ""  # `make docker-<target>` builds that binary
+    qemu: QemuSettings | None = None
+
+
+class InventoryEntry(schema.Schema):
+    """A user's settings for one device: a shipped profile's name, or a new name that is ``like:`` one."""
+
+    like: str | None = None
+    transport: str | None = None
+    key: str | None = None
+    known_hosts: str | None = None
+    python: str | None = None
+    threads: Positive | None = None
+    binary_path: str | None = None
+    connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    description: str | None = None
+
+
+class Inventory(schema.Schema):
+    """The user's inventory file: ``devices:`` mapping names to settings (each an ``InventoryEntry``)."""
+
+    devices: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @field_validator("devices", mode="before")
+    @classmethod
+    def _empty(cls, value: Any) -> Any:
+        return {} if value is None else value
 
 
 @dataclass
@@ -47,7 +94,7 @@ class Device:
     cpu: str = ""
     binary: str = ""  # suffix of lce_benchmark_model_<binary>
     docker_target: str = ""
-    qemu: dict[str, str] = field(default_factory=dict)
+    qemu: QemuSettings | None = None
     key: str | None = None
     known_hosts: str | None = None
     python: str | None = None
@@ -55,53 +102,36 @@ class Device:
     connect_timeout: float = 10.0
 
     @property
+    def capabilities(self) -> Capabilities:
+        """What the device's transport offers."""
+        return transport_class(self.transport.kind).capabilities
+
+    @property
     def emulated(self) -> bool:
-        return self.transport.kind == "qemu"
+        return self.capabilities.emulated
+
+    @property
+    def interpreter_python(self) -> str | None:
+        """The Python that runs the interpreter engines there, or None when the target has none."""
+        python = self.capabilities.python
+        if python == "harness":
+            return sys.executable
+        return (self.python or "python3") if python == "target" else None
 
     def open_transport(self) -> Transport:
         """Create the transport object (connections open lazily on first use)."""
-        spec = self.transport
-        if spec.kind == "local":
-            from runtime.transports.local import LocalTransport
-
-            return LocalTransport()
-        if spec.kind == "qemu":
-            from runtime.transports.qemu import QemuTransport
-
-            if not self.qemu:
-                raise BenchError(f"device '{self.name}': no qemu settings in its profile; use --device qemu-aarch64")
-            return QemuTransport(self.qemu["binary"], self.qemu["cpu"], self.qemu["sysroot"])
-        if spec.kind == "adb":
-            from runtime.transports.adb import AdbTransport
-
-            return AdbTransport(spec.serial)
-        from runtime.transports.ssh import SshTransport
-
-        return SshTransport(spec.host, spec.user, spec.port, self.key, self.known_hosts, self.connect_timeout)
+        return transport_class(self.transport.kind).open(self.transport, self)
 
 
-def _read_yaml(path: Path, what: str) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise BenchError(f"{what} {path}: file not found") from None
-    except yaml.YAMLError as exc:
-        raise BenchError(f"{what} {path}: not valid YAML ({str(exc).splitlines()[0]})") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise BenchError(f"{what} {path}: must be a mapping of device names, got {type(data).__name__}")
-    return data
+def _entry(cls: type[E], data: Any, path: Path, name: object) -> E:
+    """One device's settings, validated; errors read ``<file> (device '<name>'): field '<key>' ...``."""
+    return schema.parse(cls, data, f"{path} (device '{name}')", ConfigFileError)
 
 
-def load_profiles(path: Path = PROFILES_PATH) -> dict[str, dict[str, Any]]:
-    """The shipped profiles, checked for unknown keys."""
-    profiles = _read_yaml(path, "device profiles")
-    for name, profile in profiles.items():
-        unknown = set(profile) - _PROFILE_KEYS
-        if unknown:
-            raise BenchError(f"device profiles {path}: '{name}' has unknown key '{sorted(unknown)[0]}'")
-    return profiles
+def load_profiles(path: Path = PROFILES_PATH) -> dict[str, Profile]:
+    """The shipped profiles, each validated (unknown or mistyped keys name the file, device and field)."""
+    entries = schema.load_yaml_mapping(path, "device profiles file", ConfigFileError)
+    return {str(name): _entry(Profile, entry, path, name) for name, entry in entries.items()}
 
 
 def inventory_path(option: str | None) -> Path | None:
@@ -115,76 +145,54 @@ def inventory_path(option: str | None) -> Path | None:
     return default if default.is_file() else None
 
 
-def load_inventory(path: Path | None) -> dict[str, dict[str, Any]]:
-    """The ``devices:`` mapping of an inventory file, checked for unknown keys."""
+def load_inventory(path: Path | None) -> dict[str, InventoryEntry]:
+    """The ``devices:`` mapping of an inventory file, validated."""
     if path is None:
         return {}
-    data = _read_yaml(path, "inventory")
-    if set(data) - {"devices"}:
-        raise BenchError(f"inventory {path}: top-level key must be 'devices:', found '{sorted(set(data))[0]}'")
-    devices = data.get("devices") or {}
-    if not isinstance(devices, dict):
-        raise BenchError(f"inventory {path}: 'devices' must map device names to settings")
-    for name, entry in devices.items():
-        if not isinstance(entry, dict):
-            raise BenchError(f"inventory {path}: device '{name}' must be a mapping of settings")
-        unknown = set(entry) - _INVENTORY_KEYS
-        if unknown:
-            raise BenchError(
-                f"inventory {path}: device '{name}' has unknown key '{sorted(unknown)[0]}' "
-                f"(valid: {', '.join(sorted(_INVENTORY_KEYS))})"
-            )
-    return devices
+    data = schema.load_yaml_mapping(path, "device inventory file", ConfigFileError)
+    devices = schema.parse(Inventory, data, str(path), ConfigFileError).devices
+    return {name: _entry(InventoryEntry, entry, path, name) for name, entry in devices.items()}
 
 
-def _missing_address(name: str, kind: str, inventory: Path | None) -> BenchError:
+def _missing_address(name: str, spec: TransportSpec, template: str, inventory: Path | None) -> BenchError:
     where = inventory or DEFAULT_INVENTORY
-    snippet = (
-        f"devices:\n  {name}:\n    transport: ssh://pi@<address>:22\n    key: ~/.ssh/id_ed25519\n"
-        if kind == "ssh" else f"devices:\n  {name}:\n    transport: adb:<serial from `adb devices`>\n"
-    )
+    lines = "".join(f"    {line}\n" for line in template.splitlines())
     return BenchError(
-        f"device '{name}' has no address configured; add it to your inventory ({where}):\n\n{snippet}\n"
-        f"or pass --transport ssh://user@host[:port]. For emulated numbers without a board, use "
+        f"device '{name}' has no address configured; add it to your inventory ({where}):\n\n"
+        f"devices:\n  {name}:\n{lines}\n"
+        f"or pass --transport {' or '.join(transport_class(spec.kind).forms)}. For emulated numbers without a board, use "
         f"--device qemu-aarch64 (timings labelled emulated)."
     )
 
 
 def resolve_device(name: str, inventory: Path | None = None, transport: str | None = None,
-                   profiles: dict[str, dict[str, Any]] | None = None) -> Device:
+                   profiles: dict[str, Profile] | None = None) -> Device:
     """Merge profile ``name`` (or an inventory entry that is ``like:`` one) with its inventory settings."""
     profiles = load_profiles() if profiles is None else profiles
     entries = load_inventory(inventory)
-    entry = dict(entries.get(name, {}))
-    base_name = entry.pop("like", name)
+    entry = entries.get(name, InventoryEntry())
+    base_name = entry.like or name
     if base_name not in profiles:
         known = sorted(set(profiles) | set(entries))
         raise BenchError(f"device '{name}': unknown; known devices: {', '.join(known)} (add others to your inventory)")
-    profile = {**profiles[base_name], **{k: v for k, v in entry.items() if k in ("description", "threads")}}
-    spec = parse_spec(transport or entry.get("transport") or profile["transport"])
-    if spec.kind == "ssh" and not spec.host:
-        raise _missing_address(name, "ssh", inventory)
-    arch = profile.get("arch", "native")
-    if arch == "native":
-        arch = normalize_arch(platform.machine())
-    try:
-        threads = int(profile.get("threads", 1))
-        timeout = float(entry.get("connect_timeout", 10))
-    except (TypeError, ValueError):
-        raise BenchError(f"device '{name}': 'threads' and 'connect_timeout' must be numbers") from None
+    profile = profiles[base_name]
+    spec = parse_spec(transport or entry.transport or profile.transport)
+    template = transport_class(spec.kind).address_template(spec)
+    if template:
+        raise _missing_address(name, spec, template, inventory)
     return Device(
         name=name,
-        description=str(profile.get("description", "")),
-        arch=normalize_arch(arch),
+        description=profile.description if entry.description is None else entry.description,
+        arch=normalize_arch(platform.machine() if profile.arch == "native" else profile.arch),
         transport=spec,
-        threads=threads,
-        cpu=str(profile.get("cpu", "")),
-        binary=str(profile.get("binary", "")),
-        docker_target=str(profile.get("docker_target", "")),
-        qemu=dict(profile.get("qemu") or {}),
-        key=entry.get("key"),
-        known_hosts=entry.get("known_hosts"),
-        python=entry.get("python"),
-        binary_path=entry.get("binary_path"),
-        connect_timeout=timeout,
+        threads=entry.threads or profile.threads,
+        cpu=profile.cpu,
+        binary=profile.binary,
+        docker_target=profile.docker_target,
+        qemu=profile.qemu,
+        key=entry.key,
+        known_hosts=entry.known_hosts,
+        python=entry.python,
+        binary_path=entry.binary_path,
+        connect_timeout=entry.connect_timeout,
     )

@@ -3,7 +3,6 @@ glibc vs the binary's needs, the binary starts, Python for interpreter engines, 
 
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,17 +55,16 @@ def run_doctor(device: Device, bundle_path: str | None = None, binary: str | Non
                                 f"{facts.long_bit or 'unknown'}-bit userland; LCE's optimized kernels need a 64-bit OS "
                                 "(install 64-bit Raspberry Pi OS Bookworm or newer)"))
         stager = Stager(transport)
+        python = device.interpreter_python
         try:
             path = find_binary(device.binary, binary, device.binary_path, device.docker_target)
         except BenchError as exc:
-            needs = transport.kind in ("qemu", "adb")
-            checks.append(Check("benchmark binary", "fail" if needs else "warn",
-                                f"{exc}" + ("" if needs else "; interpreter engines can still measure")))
+            checks.append(Check("benchmark binary", "warn" if python else "fail",
+                                f"{exc}" + ("; interpreter engines can still measure" if python else "")))
             path = None
         if path is not None:
-            checks.extend(_binary_checks(path, device, facts.glibc, transport.kind, stager))
-        if transport.kind in ("local", "ssh"):
-            python = sys.executable if transport.kind == "local" else (device.python or "python3")
+            checks.extend(_binary_checks(path, device, facts.glibc, stager))
+        if python is not None:
             done = transport.run([python, "-c", _PY_CHECK], timeout=60)
             if done.returncode == 0:
                 checks.append(Check("python", "ok", f"{python} has numpy and larq-compute-engine (interpreter engines)"))
@@ -81,7 +79,7 @@ def run_doctor(device: Device, bundle_path: str | None = None, binary: str | Non
     return checks
 
 
-def _binary_checks(path: Path, device: Device, glibc: str, kind: str, stager: Stager) -> list[Check]:
+def _binary_checks(path: Path, device: Device, glibc: str, stager: Stager) -> list[Check]:
     info = read_elf(path)
     checks = []
     if info.machine != device.arch:
@@ -91,7 +89,7 @@ def _binary_checks(path: Path, device: Device, glibc: str, kind: str, stager: St
     checks.append(Check("binary architecture", "ok", f"{path.name}: {info.machine}, {info.bits}-bit, "
                         f"{'dynamically' if info.dynamic else 'statically'} linked"))
     need, have = info.glibc_required, parse_version(glibc) if glibc else None
-    if kind == "adb" or not info.dynamic:
+    if stager.transport.capabilities.libc != "glibc" or not info.dynamic:
         checks.append(Check("glibc", "ok", "not needed (Android bionic or static binary)"))
     elif have is None:
         checks.append(Check("glibc", "warn", f"binary needs GLIBC_{format_version(need)}; target glibc unknown"))

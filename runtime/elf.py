@@ -1,22 +1,25 @@
-"""A small ELF reader: the target architecture of a binary and the glibc versions it needs.
+"""What the harness needs from an ELF file: its architecture, word size, whether it is dynamically
+linked, and the glibc versions it needs (a program) or provides (a libc), read with pyelftools.
 
-Replaces ``readelf -h`` / ``objdump -T | grep GLIBC_``, which a user's machine may lack. Reads the
-ELF header, the program headers (PT_INTERP: dynamically linked?) and the GNU symbol-version
-sections (``.gnu.version_r`` needs, ``.gnu.version_d`` definitions).
+Replaces ``readelf -h`` / ``objdump -T | grep GLIBC_``, which a user's machine may lack. Ours is only
+the summary: the highest ``GLIBC_x.y`` needed or defined. A truncated or corrupt file is a ``BenchError``.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from elftools.common.exceptions import ELFError
+from elftools.elf.elffile import ELFFile
+from elftools.elf.gnuversions import GNUVerDefSection, GNUVerNeedSection
+
 from runtime.errors import BenchError
 
-MACHINES = {3: "x86", 40: "arm", 62: "x86_64", 183: "aarch64"}
-_PT_INTERP = 3
-_SHT_GNU_VERDEF = 0x6FFFFFFD
-_SHT_GNU_VERNEED = 0x6FFFFFFE
+MACHINES = {"EM_386": "x86", "EM_ARM": "arm", "EM_X86_64": "x86_64", "EM_AARCH64": "aarch64"}
+_CORRUPT = (ELFError, struct.error, ValueError, KeyError, IndexError, AttributeError, TypeError, OverflowError)
 
 
 @dataclass
@@ -66,71 +69,38 @@ def parse_version(text: str) -> tuple[int, ...] | None:
 
 
 def read_elf(path: str | Path) -> ElfInfo:
-    """Parse ``path``; raise ``BenchError`` if it is missing or not an ELF file."""
+    """Parse ``path``; raise ``BenchError`` if it is missing, not an ELF file, truncated or corrupt."""
     source = str(path)
     try:
         data = Path(path).read_bytes()
     except FileNotFoundError:
         raise BenchError(f"{source}: file not found") from None
-    if data[:4] != b"\x7fELF" or len(data) < 52:
+    except OSError as exc:
+        raise BenchError(f"{source}: cannot read it ({exc.strerror})") from None
+    if data[:4] != b"\x7fELF":
         raise BenchError(f"{source}: not an ELF executable (bad magic); pass a binary built for the target")
-    bits = {1: 32, 2: 64}.get(data[4])
-    endian = {1: "<", 2: ">"}.get(data[5])
-    if bits is None or endian is None:
-        raise BenchError(f"{source}: unsupported ELF class/encoding ({data[4]}, {data[5]})")
+    try:
+        return _summary(ELFFile(io.BytesIO(data)), source)
+    except _CORRUPT as exc:  # pyelftools reports damage as whichever error the bad field causes
+        raise BenchError(f"{source}: truncated ELF file or corrupt data ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); pass an intact binary") from None
 
-    def unpack(fmt: str, pos: int) -> tuple[int, ...]:
-        try:
-            return struct.unpack_from(endian + fmt, data, pos)
-        except struct.error:
-            raise BenchError(f"{source}: truncated ELF file (offset {pos})") from None
 
-    word = "Q" if bits == 64 else "I"
-    (_, machine, _, _, phoff, shoff, _, _, phentsize, phnum, shentsize, shnum, _) = unpack(
-        f"HHI{word}{word}{word}IHHHHHH", 16
-    )
-    dynamic = False
-    for i in range(phnum):
-        if unpack("I", phoff + i * phentsize)[0] == _PT_INTERP:
-            dynamic = True
-    sections = []
-    for i in range(shnum):
-        pos = shoff + i * shentsize
-        if bits == 64:
-            _, sh_type, _, _, offset, size, link, info, _, _ = unpack("IIQQQQIIQQ", pos)
-        else:
-            _, sh_type, _, _, offset, size, link, info, _, _ = unpack("IIIIIIIIII", pos)
-        sections.append((sh_type, offset, size, link, info))
-
-    def cstring(table: int, offset: int) -> str:
-        start = sections[table][1] + offset
-        end = data.find(b"\0", start)
-        return data[start:end if end >= 0 else len(data)].decode("ascii", "replace")
-
-    info = ElfInfo(source, MACHINES.get(machine, f"unknown({machine})"), bits, dynamic)
-    for sh_type, offset, _, link, count in sections:
-        if sh_type == _SHT_GNU_VERNEED:
-            pos = offset
-            for _ in range(count):
-                _, cnt, file_name, aux, nxt = unpack("HHIII", pos)
-                names = info.needed_versions.setdefault(cstring(link, file_name), set())
-                aux_pos = pos + aux
-                for _ in range(cnt):
-                    _, _, _, name, aux_next = unpack("IHHII", aux_pos)
-                    names.add(cstring(link, name))
-                    aux_pos += aux_next
-                if not nxt:
+def _summary(elf: ELFFile, source: str) -> ElfInfo:
+    machine = elf["e_machine"]
+    info = ElfInfo(source, MACHINES.get(machine, f"unknown({machine})"), elf.elfclass,
+                   dynamic=any(True for _ in elf.iter_segments("PT_INTERP")))
+    for section in elf.iter_sections():
+        if isinstance(section, GNUVerNeedSection):
+            for need, auxiliaries in section.iter_versions():
+                info.needed_versions.setdefault(need.name, set()).update(aux.name for aux in auxiliaries)
+                if not need["vn_next"]:  # the chain ends here, whatever the (possibly corrupt) count says
                     break
-                pos += nxt
-        elif sh_type == _SHT_GNU_VERDEF:
-            pos = offset
-            for _ in range(count):
-                _, _, _, cnt, _, aux, nxt = unpack("HHHHIII", pos)
-                if cnt:
-                    info.defined_versions.add(cstring(link, unpack("II", pos + aux)[0]))
-                if not nxt:
+        elif isinstance(section, GNUVerDefSection):
+            for definition, auxiliaries in section.iter_versions():
+                info.defined_versions.add(next(auxiliaries).name)
+                if not definition["vd_next"]:
                     break
-                pos += nxt
     return info
 
 

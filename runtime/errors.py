@@ -1,6 +1,8 @@
-"""The one error type the harness shows to users as a plain sentence (no traceback)."""
+"""The error types the harness shows to users as a plain sentence (no traceback)."""
 
 from __future__ import annotations
+
+from bitat_edge.schema import SchemaError
 
 
 class BenchError(Exception):
@@ -9,3 +11,7 @@ class BenchError(Exception):
 
 class TransportTimeout(BenchError):
     """A command on the target ran past its timeout and was stopped."""
+
+
+class ConfigFileError(BenchError, SchemaError):
+    """A device profile, inventory or other file the harness reads does not fit its schema."""

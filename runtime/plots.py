@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
 
 from bitat_edge.atomic import write_bytes
+from bitat_edge.bench_record import LayerTime
+from runtime.results import typical_column, typical_label
 
 
 def _pyplot():
@@ -26,8 +27,8 @@ def _save(fig, path: Path) -> Path:
 
 
 def accuracy_vs_latency(rows: list[dict[str, str]], path: Path) -> Path | None:
-    """Top-1 vs median latency, one series per (device, engine); emulated timings get their own panel."""
-    points = [r for r in rows if r.get("top1") not in (None, "") and r.get("latency_median_ms") not in (None, "")]
+    """Top-1 vs typical latency, one series per (device, engine, statistic); emulated timings get their own panel."""
+    points = [r for r in rows if r.get("top1") not in (None, "") and r.get(typical_column(r)) not in (None, "")]
     if not points:
         return None
     panels = [(flag, title) for flag, title in (("False", "physical / host"), ("True", "EMULATED (QEMU)"))
@@ -35,18 +36,18 @@ def accuracy_vs_latency(rows: list[dict[str, str]], path: Path) -> Path | None:
     plt = _pyplot()
     fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4.5), squeeze=False)
     for ax, (flag, title) in zip(axes[0], panels, strict=True):
-        series: dict[tuple[str, str], list[dict[str, str]]] = {}
+        series: dict[tuple[str, str, str], list[dict[str, str]]] = {}
         for r in points:
             if str(r["emulated"]) == flag:
-                series.setdefault((r["device"], r["engine"]), []).append(r)
-        for (device, engine), group in sorted(series.items()):
-            xs = [float(r["latency_median_ms"]) for r in group]
+                series.setdefault((r["device"], r["engine"], typical_label(r)), []).append(r)
+        for (device, engine, label), group in sorted(series.items()):
+            xs = [float(r[typical_column(r)]) for r in group]
             ys = [100 * float(r["top1"]) for r in group]
-            ax.plot(xs, ys, "o", label=f"{device} · {engine}")
+            ax.plot(xs, ys, "o", label=f"{device} · {engine} ({label})")
             for r, x, y in zip(group, xs, ys, strict=True):
                 ax.annotate(r["model"], (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
         ax.set_xscale("log")
-        ax.set_xlabel("median latency per image (ms, log scale)")
+        ax.set_xlabel("latency per image (ms, log scale; the statistic is in the legend)")
         ax.set_ylabel("top-1 accuracy (%)")
         ax.set_title(title)
         ax.grid(True, alpha=0.3)
@@ -54,16 +55,16 @@ def accuracy_vs_latency(rows: list[dict[str, str]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
-def per_layer_time(profile: list[dict[str, Any]], path: Path, title: str, top: int = 25) -> Path | None:
+def per_layer_time(profile: list[LayerTime], path: Path, title: str, top: int = 25) -> Path | None:
     """Horizontal bars of average time per op (the benchmark binary's 'Run Order' table), slowest first."""
-    rows = [r for r in profile if isinstance(r.get("avg_ms"), (int, float))]
+    rows = [r for r in profile if r.avg_ms is not None]
     if not rows:
         return None
-    rows = sorted(rows, key=lambda r: r["avg_ms"], reverse=True)[:top]
+    rows = sorted(rows, key=lambda r: r.avg_ms, reverse=True)[:top]
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(8, 0.3 * len(rows) + 1.5))
-    labels = [f"{r['type']}  {str(r['name'])[:40]}" for r in rows]
-    ax.barh(range(len(rows)), [r["avg_ms"] for r in rows])
+    labels = [f"{r.type}  {r.name[:40]}" for r in rows]
+    ax.barh(range(len(rows)), [r.avg_ms for r in rows])
     ax.set_yticks(range(len(rows)), labels, fontsize=7)
     ax.invert_yaxis()
     ax.set_xlabel("average time per run (ms)")

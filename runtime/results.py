@@ -1,22 +1,30 @@
-"""Session results: ``log.txt``, ``results.json``, ``results.txt`` per session; ``results.csv`` and
-``results.md`` aggregated over sessions. Every file is written atomically."""
+"""Session results: ``log.txt``, ``results.json`` (``bitat_edge.bench_record.BenchSession``), ``results.txt``
+per session; ``results.csv`` and ``results.md`` aggregated over sessions. Every file is written atomically.
+
+A latency figure is always printed with what it is (``typical_is``): the median of all runs, or the
+median of window means when the engine reports window aggregates only.
+"""
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from bitat_edge.atomic import write_json, write_text
+from bitat_edge import bench_record, schema
+from bitat_edge.atomic import write_text
+from bitat_edge.bench_record import BenchSession
 
 CSV_COLUMNS = [
     "date", "device", "emulated", "transport", "engine", "backend", "model", "threads", "warmup", "runs",
-    "windows", "latency_median_ms", "latency_iqr_ms", "latency_min_ms", "latency_max_ms", "latency_std_ms",
-    "peak_memory_mb", "top1", "eval_samples", "model_sha256", "session",
+    "windows", "latency_typical_ms", "latency_typical_is", "latency_median_ms", "latency_iqr_ms", "latency_min_ms",
+    "latency_max_ms", "latency_std_ms", "instructions_per_inference", "peak_memory_mb", "top1", "eval_samples",
+    "model_sha256", "session",
 ]
+"""``latency_median_ms`` holds true medians only (empty for window aggregates); ``latency_typical_ms`` is
+the headline figure and ``latency_typical_is`` says which statistic it is."""
 
 
 def utc_stamp(now: datetime | None = None) -> str:
@@ -49,63 +57,64 @@ def _fmt(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def csv_rows(session: dict[str, Any], session_dir: str) -> list[dict[str, Any]]:
+def csv_rows(session: BenchSession, session_dir: str) -> list[dict[str, Any]]:
     """One CSV row per measured model."""
     rows = []
-    for m in session["measurements"]:
-        overall = m["latency"]["overall"]
-        accuracy = m.get("accuracy") or {}
+    p = session.protocol
+    for m in session.measurements:
+        lat, count = m.latency, m.instructions
+        overall = lat.overall if lat is not None else None
         rows.append({
-            "date": session["date"], "device": session["device"]["name"], "emulated": session["emulated"],
-            "transport": session["device"]["transport"], "engine": m["engine"], "backend": m["backend"],
-            "model": m["model"], "threads": session["protocol"]["threads"], "warmup": session["protocol"]["warmup"],
-            "runs": session["protocol"]["runs"], "windows": session["protocol"]["windows"],
-            "latency_median_ms": overall["median"], "latency_iqr_ms": overall.get("iqr"),
-            "latency_min_ms": overall["min"], "latency_max_ms": overall["max"], "latency_std_ms": overall["std"],
-            "peak_memory_mb": m.get("peak_memory_mb"), "top1": accuracy.get("top1"),
-            "eval_samples": accuracy.get("total"), "model_sha256": m["model_sha256"], "session": session_dir,
+            "date": session.date, "device": session.device.name, "emulated": session.emulated,
+            "transport": session.device.transport, "engine": m.engine, "backend": m.backend, "model": m.model,
+            "threads": p.threads, "warmup": p.warmup, "runs": p.runs, "windows": p.windows,
+            "latency_typical_ms": lat and lat.typical_ms, "latency_typical_is": lat and lat.typical_is,
+            "latency_median_ms": overall and overall.median, "latency_iqr_ms": overall and overall.iqr,
+            "latency_min_ms": overall and overall.min, "latency_max_ms": overall and overall.max,
+            "latency_std_ms": overall and overall.std, "instructions_per_inference": count and count.per_inference,
+            "peak_memory_mb": m.peak_memory_mb, "top1": m.accuracy and m.accuracy.top1,
+            "eval_samples": m.accuracy and m.accuracy.total, "model_sha256": m.model_sha256, "session": session_dir,
         })
     return rows
 
 
-def results_text(session: dict[str, Any]) -> str:
+def results_text(session: BenchSession) -> str:
     """The human-readable ``results.txt``."""
-    emulated = session["emulated"]
-    facts = session["facts"]
+    emulated = session.emulated
+    facts, dev, p = session.facts, session.device, session.protocol
     out = io.StringIO()
     if emulated:
-        out.write("*** EMULATED: timings come from QEMU user-mode emulation; they are not device latencies ***\n\n")
-    dev = session["device"]
-    out.write(f"device     {dev['name']} ({dev['description']})\n")
-    out.write(f"transport  {dev['transport']}{'  [EMULATED]' if emulated else ''}\n")
-    out.write(f"system     {facts.get('machine')} | {facts.get('cpu')} | kernel {facts.get('kernel')} | "
-              f"glibc {facts.get('glibc') or '-'} | governor {facts.get('governor') or '-'} | "
-              f"{facts.get('long_bit')}-bit | {facts.get('os')}\n")
-    p = session["protocol"]
-    out.write(f"protocol   threads={p['threads']} warmup={p['warmup']} runs={p['runs']} windows={p['windows']}\n")
-    out.write(f"bundle     {session['bundle']}\n")
-    out.write(f"date       {session['date']}\n\n")
-    header = f"{'model':6} {'engine':20} {'median ms':>10} {'IQR ms':>8} {'min ms':>8} {'max ms':>8} " \
-             f"{'std ms':>8} {'peak MB':>8} {'top-1':>8}  sha256"
+        out.write("*** EMULATED: numbers come from QEMU user-mode emulation; they are not device latencies ***\n\n")
+    out.write(f"device     {dev.name} ({dev.description})\n")
+    out.write(f"transport  {dev.transport}{'  [EMULATED]' if emulated else ''}\n")
+    out.write(f"system     {facts.machine} | {facts.cpu} | kernel {facts.kernel} | glibc {facts.glibc or '-'} | "
+              f"governor {facts.governor or '-'} | {facts.long_bit}-bit | {facts.os}\n")
+    out.write(f"protocol   threads={p.threads} warmup={p.warmup} runs={p.runs} windows={p.windows}\n")
+    out.write(f"bundle     {session.bundle}\n")
+    out.write(f"date       {session.date}\n\n")
+    header = f"{'model':6} {'engine':20} {'typical ms':>10} {'typical is':22} {'IQR ms':>8} {'min ms':>8} " \
+             f"{'max ms':>8} {'std ms':>8} {'peak MB':>8} {'top-1':>8}  sha256"
     out.write(header + "\n" + "-" * len(header) + "\n")
-    for m in session["measurements"]:
-        o = m["latency"]["overall"]
-        top1 = (m.get("accuracy") or {}).get("top1")
+    for m in session.measurements:
+        lat = m.latency
+        o = lat.overall if lat is not None else None
         out.write(
-            f"{m['model']:6} {m['engine']:20} {_fmt(o['median']):>10} {_fmt(o.get('iqr')):>8} {_fmt(o['min']):>8} "
-            f"{_fmt(o['max']):>8} {_fmt(o['std']):>8} {_fmt(m.get('peak_memory_mb'), 1):>8} "
-            f"{_fmt(top1, 4):>8}  {m['model_sha256'][:12]}\n"
+            f"{m.model:6} {m.engine:20} {_fmt(lat and lat.typical_ms):>10} {lat.typical_is if lat else '-':22} "
+            f"{_fmt(o and o.iqr):>8} {_fmt(o and o.min):>8} {_fmt(o and o.max):>8} {_fmt(o and o.std):>8} "
+            f"{_fmt(m.peak_memory_mb, 1):>8} {_fmt(m.accuracy and m.accuracy.top1, 4):>8}  {m.model_sha256[:12]}\n"
         )
-    ratios = session.get("ratios") or {}
-    if ratios:
-        out.write("\nlatency ratios (median): " + ", ".join(f"{k} = {v:.2f}x" for k, v in ratios.items()) + "\n")
-    for m in session["measurements"]:
-        ref = m.get("reference_top1")
-        if ref is not None and m.get("accuracy"):
-            verdict = "matches" if m.get("matches_reference") else "DIFFERS FROM"
-            out.write(f"{m['model']}: top-1 {m['accuracy']['top1']:.4f} {verdict} the convert stage's {ref:.4f}\n")
-        for note in m.get("notes", []):
-            out.write(f"note ({m['model']}, {m['engine']}): {note}\n")
+    if session.ratios:
+        out.write("\nlatency ratios (typical): " + ", ".join(f"{k} = {v:.2f}x" for k, v in session.ratios.items()) + "\n")
+    for m in session.measurements:
+        if m.instructions is not None:
+            count = m.instructions
+            out.write(f"{m.model}: {count.per_inference} instructions per inference on {count.cpu} "
+                      f"(EMULATED; {count.method})\n")
+        if m.reference_top1 is not None and m.accuracy is not None:
+            verdict = "matches" if m.matches_reference else "DIFFERS FROM"
+            out.write(f"{m.model}: top-1 {m.accuracy.top1:.4f} {verdict} the convert stage's {m.reference_top1:.4f}\n")
+        for note in m.notes:
+            out.write(f"note ({m.model}, {m.engine}): {note}\n")
     if emulated:
         out.write("\n*** EMULATED ***\n")
     return out.getvalue()
@@ -119,7 +128,7 @@ def read_csv(path: Path) -> list[dict[str, str]]:
 
 
 def append_csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    """Add ``rows`` to the aggregated CSV (read, append, atomic rewrite)."""
+    """Add ``rows`` to the aggregated CSV (read, append, atomic rewrite in the current columns)."""
     existing = read_csv(path)
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=CSV_COLUMNS, extrasaction="ignore")
@@ -141,24 +150,30 @@ def markdown_table(rows: list[dict[str, str]]) -> str:
         if not group:
             continue
         out += [f"## {title}", "",
-                "| date | device | engine | model | threads | median ms | IQR ms | peak MB | top-1 |",
-                "|---|---|---|---|---|---|---|---|---|"]
+                "| date | device | engine | model | threads | typical ms | typical is | IQR ms | peak MB | top-1 |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
         for r in group:
             out.append(f"| {r['date']} | {r['device']} | {r['engine']} | {r['model']} | {r['threads']} | "
-                       f"{_cell(r, 'latency_median_ms', 3)} | {_cell(r, 'latency_iqr_ms', 3)} | "
+                       f"{_cell(r, typical_column(r), 3)} | {typical_label(r)} | {_cell(r, 'latency_iqr_ms', 3)} | "
                        f"{_cell(r, 'peak_memory_mb', 1)} | {_cell(r, 'top1', 4)} |")
         out.append("")
     return "\n".join(out)
 
 
-def write_session(session_dir: Path, bench_root: Path, session: dict[str, Any], log: SessionLog) -> None:
-    """Write the session files, then refresh the aggregated CSV and markdown table."""
-    write_json(session_dir / "results.json", session)
+def typical_column(row: dict[str, str]) -> str:
+    """The CSV column with a row's headline latency (rows written before ``latency_typical_ms`` have medians)."""
+    return "latency_typical_ms" if row.get("latency_typical_ms") else "latency_median_ms"
+
+
+def typical_label(row: dict[str, str]) -> str:
+    """What a row's headline latency is."""
+    return row.get("latency_typical_is") or "median"
+
+
+def write_session(session_dir: Path, bench_root: Path, session: BenchSession, log: SessionLog) -> None:
+    """Write the session files, then refresh the aggregated CSV and markdown table from the record as stored."""
+    record = schema.save_json(session, session_dir / "results.json")
     write_text(session_dir / "results.txt", results_text(session))
-    append_csv(bench_root / "results.csv", csv_rows(session, session_dir.name))
+    append_csv(bench_root / "results.csv", csv_rows(bench_record.load(record), session_dir.name))
     write_text(bench_root / "results.md", markdown_table(read_csv(bench_root / "results.csv")))
     write_text(session_dir / "log.txt", log.text())
-
-
-def load_session(path: Path) -> dict[str, Any]:
-    return json.loads(Path(path).read_text(encoding="utf-8"))

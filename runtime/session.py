@@ -2,47 +2,43 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 from bitat_edge import __version__
+from bitat_edge.atomic import write_text
+from bitat_edge.bench_record import BenchSession, DeviceInfo, Harness, Measurement, ProtocolInfo
 from runtime import plots
-from runtime.bundle import Bundle
-from runtime.devices import Device
-from runtime.engines.base import Engine, Job, Stager
-from runtime.engines.benchmark_binary import BenchmarkBinaryEngine, find_binary
-from runtime.engines.interpreter import InterpreterEngine
+from runtime.engines import ENGINES
+from runtime.engines.base import Engine, Stager
+from runtime.engines.benchmark_binary import BenchmarkBinaryEngine
+from runtime.engines.interpreter import interpreter_for
 from runtime.errors import BenchError
-from runtime.protocol import Protocol
+from runtime.request import SessionRequest
 from runtime.results import SessionLog, read_csv, utc_stamp, write_session
 from runtime.tflite_ops import custom_ops
-from runtime.transports.base import Transport
-
-ENGINES = ("auto", "lce-interpreter", "tflite-interpreter", "benchmark-binary")
 
 
-def choose_engine(kind: str, engine: str, device: Device, transport: Transport, binary: str | None) -> Engine:
-    """The engine for model ``kind`` ('lce', 'fp32', 'int8') on ``device``; 'auto' prefers what the target offers."""
-    python = sys.executable if transport.kind == "local" else (device.python or "python3")
-    if engine == "lce-interpreter":
-        return InterpreterEngine("lce", python)
-    if engine == "tflite-interpreter":
-        return InterpreterEngine("tflite", python)
-    if engine == "benchmark-binary" or transport.kind in ("qemu", "adb"):
-        path = find_binary(device.binary, binary, device.binary_path, device.docker_target)
-        return BenchmarkBinaryEngine(path, device.arch)
-    if transport.kind == "local":
-        return InterpreterEngine("lce" if kind == "lce" else "tflite", python)
+def choose_engine(kind: str, request: SessionRequest) -> Engine:
+    """The engine for model ``kind``; 'auto' uses what the target offers: this machine's Python
+    (interpreters), no Python (the benchmark binary), or a device's Python as the fallback when it has no binary."""
+    if request.engine != "auto":
+        return ENGINES[request.engine].create(request)
+    device = request.device
+    python = device.capabilities.python
+    if python == "harness":
+        return interpreter_for(kind).create(request)
+    if python == "none":
+        return BenchmarkBinaryEngine.create(request)
     try:
-        return BenchmarkBinaryEngine(find_binary(device.binary, binary, device.binary_path, device.docker_target),
-                                     device.arch)
+        return BenchmarkBinaryEngine.create(request)
     except BenchError as exc:
         if device.python:
-            return InterpreterEngine("lce" if kind == "lce" else "tflite", python)
+            return interpreter_for(kind).create(request)
         raise BenchError(f"{exc}; or set 'python:' for device '{device.name}' in your inventory to measure with "
                          "the device's Python interpreter") from None
 
@@ -57,77 +53,80 @@ def check_coverage(model_path: Path, engine: Engine) -> None:
         )
 
 
-def _measurement(device: Device, bundle: Bundle, job: Job, result, emulated: bool) -> dict[str, Any]:
-    accuracy = result.accuracy
-    reference = bundle.reference_top1(job.model.kind) if job.eval_samples is None else None
+def _with_reference(request: SessionRequest, measurement: Measurement) -> Measurement:
+    """Add the convert stage's top-1 for the same model (only when the whole eval set was used)."""
+    reference = request.bundle.reference_top1(measurement.model) if request.eval_samples is None else None
     matches = None
-    if reference is not None and accuracy is not None:
-        matches = abs(round(accuracy["top1"], 6) - reference) < 1e-9  # convert rounds to 6 decimals
-    return {
-        "model": job.model.kind, "file": job.model.path.name, "model_sha256": job.model.sha256,
-        "model_bytes": job.model.size_bytes, "device": device.name, "emulated": emulated,
-        "engine": result.engine, "engine_version": result.engine_version, "backend": result.backend,
-        "threads": job.protocol.threads, "warmup": job.protocol.warmup, "runs": job.protocol.runs,
-        "windows": job.protocol.windows, "latency": result.latency, "peak_memory_mb": result.peak_memory_mb,
-        "peak_memory_source": result.peak_memory_source, "accuracy": accuracy, "reference_top1": reference,
-        "matches_reference": matches, "profile": result.profile, "notes": result.notes,
-    }
+    if reference is not None and measurement.accuracy is not None:
+        matches = abs(round(measurement.accuracy.top1, 6) - reference) < 1e-9  # convert rounds to 6 decimals
+    return measurement.model_copy(update={"reference_top1": reference, "matches_reference": matches})
 
 
-def ratios(measurements: list[dict[str, Any]]) -> dict[str, float]:
-    """Median-latency ratios of the baselines over the LCE model (e.g. {'fp32/lce': 3.1})."""
-    medians = {m["model"]: m["latency"]["overall"]["median"] for m in measurements}
-    if "lce" not in medians or medians["lce"] <= 0:
+def ratios(measurements: list[Measurement]) -> dict[str, float]:
+    """Typical-latency ratios of the baselines over the LCE model (e.g. {'fp32/lce': 3.1}), when both figures
+    are the same statistic."""
+    latency = {m.model: m.latency for m in measurements if m.latency is not None}
+    lce = latency.get("lce")
+    if lce is None or lce.typical_ms <= 0:
         return {}
-    return {f"{kind}/lce": medians[kind] / medians["lce"] for kind in ("fp32", "int8") if kind in medians}
+    return {f"{kind}/lce": latency[kind].typical_ms / lce.typical_ms for kind in ("fp32", "int8")
+            if kind in latency and latency[kind].typical_is == lce.typical_is}
 
 
-def run_session(device: Device, bundle: Bundle, kinds: tuple[str, ...], engine: str, protocol: Protocol,
-                accuracy: bool, eval_samples: int | None, profile: bool, binary: str | None,
-                bench_root: Path | None, timeout: float, echo=None) -> tuple[Path, dict[str, Any]]:
-    """Measure ``kinds`` of ``bundle`` on ``device``; return the session directory and its results."""
-    protocol.check()
-    bench_root = bench_root or bundle.run_dir / "bench"
+def _summary(measurement: Measurement) -> str:
+    """One log line: the typical latency (labelled), its IQR when there is one, and top-1."""
+    parts = []
+    if measurement.latency is not None:
+        lat = measurement.latency
+        iqr = f" (IQR {lat.overall.iqr:.3f})" if lat.overall.iqr is not None else ""
+        parts.append(f"{lat.typical_is} {lat.typical_ms:.3f} ms{iqr}")
+    if measurement.instructions is not None:
+        parts.append(f"{measurement.instructions.per_inference} instructions per inference (EMULATED)")
+    if measurement.accuracy is not None:
+        parts.append(f"top-1 {measurement.accuracy.top1:.4f}")
+    return f"{measurement.model}: {', '.join(parts)} [{measurement.engine}]"
+
+
+def run_session(request: SessionRequest, echo=None) -> tuple[Path, BenchSession]:
+    """Measure ``request.kinds`` of its bundle on its device; return the session directory and its record."""
+    request.protocol.check()
+    device, bundle, bench_root = request.device, request.bundle, request.results_root
     now = datetime.now(timezone.utc)
     session_dir = bench_root / f"{device.name}-{utc_stamp(now)}"
     log = SessionLog(echo)
     transport = device.open_transport()
+    emulated = transport.capabilities.emulated
     try:
-        log(f"device {device.name} via {transport.label}{' (EMULATED)' if transport.emulated else ''}")
+        log(f"device {device.name} via {transport.label}{' (EMULATED)' if emulated else ''}")
         facts = transport.facts()
         log(f"system: {facts.machine}, {facts.cpu}, kernel {facts.kernel}, glibc {facts.glibc or '-'}")
         stager = Stager(transport)
         measurements = []
-        for kind in kinds:
-            eng = choose_engine(kind, engine, device, transport, binary)
-            check_coverage(bundle.models[kind].path, eng)
-            job = Job(bundle, bundle.models[kind], protocol, accuracy, eval_samples, profile, timeout)
-            result = eng.measure(stager, job, log)
-            if profile and result.profile is None:
-                result.notes.append(f"{eng.name} has no per-layer profiler; use --engine benchmark-binary")
-            m = _measurement(device, bundle, job, result, transport.emulated)
-            top1 = f", top-1 {m['accuracy']['top1']:.4f}" if m["accuracy"] else ""
-            log(f"{kind}: median {m['latency']['overall']['median']:.3f} ms "
-                f"(IQR {m['latency']['overall'].get('iqr', float('nan')):.3f}){top1} [{result.engine}]")
-            measurements.append(m)
-        session = {
-            "schema": "bitat-edge/bench/1",
-            "date": now.isoformat(timespec="seconds"),
-            "device": {"name": device.name, "description": device.description, "arch": device.arch,
-                       "cpu": device.cpu, "transport": transport.label},
-            "emulated": transport.emulated,
-            "facts": asdict(facts),
-            "protocol": asdict(protocol),
-            "bundle": str(bundle.root),
-            "model_name": bundle.manifest.model_name,
-            "harness": {"bitat_edge": __version__, "python": platform.python_version(), "command": sys.argv},
-            "measurements": measurements,
-            "ratios": ratios(measurements),
-        }
+        for kind in request.kinds:
+            engine = choose_engine(kind, request)
+            model = bundle.models[kind]
+            check_coverage(model.path, engine)
+            measurement = _with_reference(request, engine.measure(stager, request, model, log))
+            if request.profile and measurement.profile is None:
+                measurement.notes.append(f"{engine.name} has no per-layer profiler; use --engine benchmark-binary")
+            log(_summary(measurement))
+            measurements.append(measurement)
+        session = BenchSession(
+            date=now.isoformat(timespec="seconds"),
+            device=DeviceInfo(name=device.name, description=device.description, arch=device.arch, cpu=device.cpu,
+                              transport=transport.label),
+            emulated=emulated,
+            facts=facts,
+            protocol=ProtocolInfo(**asdict(request.protocol)),
+            bundle=os.path.relpath(bundle.root, session_dir),  # paths in a record are relative to its directory
+            model_name=bundle.manifest.model_name,
+            harness=Harness(bitat_edge=__version__, python=platform.python_version(),
+                            command=[Path(sys.argv[0]).name, *sys.argv[1:]]),
+            measurements=measurements,
+            ratios=ratios(measurements),
+        )
     except BenchError as exc:
         log(f"error: {exc}")
-        from bitat_edge.atomic import write_text
-
         write_text(session_dir / "log.txt", log.text())
         raise
     finally:
@@ -135,7 +134,7 @@ def run_session(device: Device, bundle: Bundle, kinds: tuple[str, ...], engine: 
     write_session(session_dir, bench_root, session, log)
     plots.accuracy_vs_latency(read_csv(bench_root / "results.csv"), bench_root / "accuracy_vs_latency.png")
     for m in measurements:
-        if m["profile"]:
-            plots.per_layer_time(m["profile"], session_dir / f"per_layer_{m['model']}.png",
-                                 f"{device.name} · {m['model']} · {m['engine']}")
+        if m.profile:
+            plots.per_layer_time(m.profile, session_dir / f"per_layer_{m.model}.png",
+                                 f"{device.name} · {m.model} · {m.engine}")
     return session_dir, session

@@ -1,44 +1,16 @@
-"""The engine interface: measure one model file on one transport under one protocol."""
+"""The engine interface: measure one model file of a session request on one transport."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-from runtime.bundle import Bundle, ModelFile
-from runtime.protocol import Protocol
+from bitat_edge.bench_record import Measurement
+from runtime.bundle import ModelFile
+from runtime.request import SessionRequest
 from runtime.transports.base import Transport
-
-
-@dataclass
-class Job:
-    """One measurement: which model, under which protocol, with or without accuracy and per-layer profile."""
-
-    bundle: Bundle
-    model: ModelFile
-    protocol: Protocol
-    accuracy: bool = True
-    eval_samples: int | None = None
-    profile: bool = False
-    timeout: float = 900.0
-
-
-@dataclass
-class EngineResult:
-    """What an engine measured; ``latency`` comes from ``runtime.protocol``."""
-
-    engine: str
-    engine_version: str
-    backend: str
-    latency: dict[str, Any]
-    peak_memory_mb: float | None = None
-    peak_memory_source: str = ""
-    accuracy: dict[str, Any] | None = None
-    profile: list[dict[str, Any]] | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 class Stager:
@@ -60,12 +32,27 @@ class Stager:
 Log = Callable[[str], None]
 
 
-class Engine(ABC):
-    """A way to run a model: an interpreter in Python, or the benchmark binary."""
+def measured(model: ModelFile, **fields: Any) -> Measurement:
+    """A ``Measurement`` of ``model`` (its file facts filled in) with the engine's ``fields``."""
+    return Measurement(model=model.kind, file=model.path.name, model_sha256=model.sha256,
+                       model_bytes=model.size_bytes, **fields)
 
-    name: str = ""
-    registered_ops: frozenset[str] = frozenset()  # custom ops this engine can run
+
+class Engine(ABC):
+    """A way to run a model: an interpreter in Python, or the benchmark binary.
+
+    Adding an engine: subclass, set ``name`` and ``registered_ops``, implement ``create`` and
+    ``measure``, and list the class in ``runtime.engines.ENGINES``.
+    """
+
+    name: ClassVar[str]
+    registered_ops: ClassVar[frozenset[str]] = frozenset()  # custom ops this engine can run
+
+    @classmethod
+    @abstractmethod
+    def create(cls, request: SessionRequest) -> Engine:
+        """The engine for ``request.device``; ``BenchError`` when it cannot run there (e.g. no binary)."""
 
     @abstractmethod
-    def measure(self, stager: Stager, job: Job, log: Log) -> EngineResult:
-        """Run the protocol for ``job`` on ``stager.transport``."""
+    def measure(self, stager: Stager, request: SessionRequest, model: ModelFile, log: Log) -> Measurement:
+        """Run the request's protocol for ``model`` on ``stager.transport``."""

@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from runtime.bundle import sha256_file
+from bitat_edge.bench_record import Measurement
+from runtime.bundle import ModelFile, sha256_file
 from runtime.elf import read_elf
-from runtime.engines.base import Engine, EngineResult, Job, Log, Stager
+from runtime.engines.base import Engine, Log, Stager, measured
 from runtime.engines.benchmark_output import BenchmarkOutput, parse, per_layer
 from runtime.errors import BenchError
 from runtime.protocol import summarize_window_aggregates
+from runtime.request import SessionRequest
 from runtime.tflite_ops import LCE_CUSTOM_OPS
 
 BIN_DIR = Path(__file__).resolve().parents[1] / "bin"
@@ -54,48 +56,55 @@ class BenchmarkBinaryEngine(Engine):
                 f"use the binary for {target_arch} (runtime/bin/lce_benchmark_model_<arch>)"
             )
 
-    def _run(self, stager: Stager, job: Job, flags: list[str], log: Log) -> BenchmarkOutput:
+    @classmethod
+    def create(cls, request: SessionRequest) -> BenchmarkBinaryEngine:
+        device = request.device
+        return cls(find_binary(device.binary, request.binary, device.binary_path, device.docker_target), device.arch)
+
+    def _run(self, stager: Stager, request: SessionRequest, model: ModelFile, flags: list[str],
+             log: Log) -> BenchmarkOutput:
         transport = stager.transport
-        argv = [stager.file(self.binary, executable=True), f"--graph={stager.file(job.model.path)}",
-                f"--num_threads={job.protocol.threads}", *flags]
-        done = transport.run(argv, timeout=job.timeout)
+        argv = [stager.file(self.binary, executable=True), f"--graph={stager.file(model.path)}",
+                f"--num_threads={request.protocol.threads}", *flags]
+        done = transport.run(argv, timeout=request.timeout)
         output = parse(done.output)
         if done.returncode != 0 or output.failed or output.inference is None or output.inference.count == 0:
             lines = output.errors[-3:] or done.output.strip().splitlines()[-1:] or ["no output"]
             raise BenchError(
-                f"lce_benchmark_model failed on {transport.label} for {job.model.path.name} "
+                f"lce_benchmark_model failed on {transport.label} for {model.path.name} "
                 f"(exit {done.returncode}): {'; '.join(lines)}"
             )
         log(f"  window: {done.seconds:.1f} s, {output.inference.count} runs")
         return output
 
-    def measure(self, stager: Stager, job: Job, log: Log) -> EngineResult:
-        p = job.protocol
+    def measure(self, stager: Stager, request: SessionRequest, model: ModelFile, log: Log) -> Measurement:
+        p = request.protocol
         timed = [f"--num_runs={p.runs}", f"--warmup_runs={p.warmup}", "--min_secs=0", "--warmup_min_secs=0",
                  "--max_secs=100000"]
-        log(f"{self.name}: {job.model.path.name} on {stager.transport.label}, {p.windows} windows of {p.runs} runs")
-        outputs = [self._run(stager, job, timed, log) for _ in range(p.windows)]
+        log(f"{self.name}: {model.path.name} on {stager.transport.label}, {p.windows} windows of {p.runs} runs")
+        outputs = [self._run(stager, request, model, timed, log) for _ in range(p.windows)]
         windows = [o.inference.as_window() for o in outputs]
         extra_flags = ["--num_runs=10", "--warmup_runs=1", "--min_secs=0", "--warmup_min_secs=0",
                        "--report_peak_memory_footprint=true"]
-        if job.profile:
+        if request.profile:
             extra_flags.append("--enable_op_profiling=true")
-        extra = self._run(stager, job, extra_flags, log)
+        extra = self._run(stager, request, model, extra_flags, log)
         notes = []
         if any(w["count"] != p.runs for w in windows):
             notes.append(f"the binary ran {[w['count'] for w in windows]} timed runs per window (asked {p.runs})")
-        if job.accuracy:
+        if request.accuracy:
             notes.append("the benchmark binary feeds random inputs: accuracy comes from an interpreter engine")
         peak, source = extra.peak_memory_mb, "lce_benchmark_model periodic peak-memory monitor"
         if peak is None:
             peak, source = extra.memory_overall_mb, "lce_benchmark_model memory footprint delta (overall)"
-        return EngineResult(
+        return measured(
+            model,
             engine=self.name,
             engine_version=f"lce_benchmark_model sha256:{sha256_file(self.binary)[:12]}",
             backend="lce_benchmark_model",
             latency=summarize_window_aggregates(windows),
             peak_memory_mb=peak,
             peak_memory_source=source if peak is not None else "",
-            profile=per_layer(extra) if job.profile else None,
+            profile=per_layer(extra) if request.profile else None,
             notes=notes,
         )

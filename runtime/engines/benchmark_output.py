@@ -17,6 +17,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from bitat_edge.bench_record import LayerTime
+
 NUM = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|[-+]?nan|[-+]?inf"
 _PREFIX = re.compile(r"^(INFO|WARN|WARNING|ERROR|VERBOSE):\s?")
 _PAIR = re.compile(rf"(\w+)=({NUM})")
@@ -188,11 +190,15 @@ def parse(text: str) -> BenchmarkOutput:
     return result
 
 
-def per_layer(output: BenchmarkOutput) -> list[dict[str, Any]]:
-    """The regular-run 'Run Order' table as [{name, type, avg_ms, percent}], in execution order."""
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def per_layer(output: BenchmarkOutput) -> list[LayerTime]:
+    """The regular-run 'Run Order' table as one ``LayerTime`` per op, in execution order."""
     rows = output.profiles.get("run", {}).get("run_order", [])
     return [
-        {"name": r.get("Name", ""), "type": r.get("node type", ""), "avg_ms": r.get("avg ms"),
-         "percent": r.get("%"), "subgraph": r["subgraph"]}
+        LayerTime(name=str(r.get("Name", "")), type=str(r.get("node type", "")), avg_ms=_number(r.get("avg ms")),
+                  percent=_number(r.get("%")), subgraph=r["subgraph"])
         for r in rows
     ]

@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import shlex
 import shutil
+from typing import TYPE_CHECKING
 
 from runtime.errors import BenchError
-from runtime.transports.base import CompletedRun, Facts, Transport
+from runtime.transports.base import Capabilities, CompletedRun, Facts, Transport, TransportSpec
 from runtime.transports.local import run_local
+
+if TYPE_CHECKING:
+    from runtime.devices import Device
 
 REMOTE_ROOT = "/data/local/tmp/bitat-edge"
 
@@ -16,10 +20,20 @@ class AdbTransport(Transport):
     """An Android device reached with adb (USB or ``adb connect``)."""
 
     kind = "adb"
+    capabilities = Capabilities(python="none", libc="bionic")
+    forms = ("adb", "adb:SERIAL")
 
     def __init__(self, serial: str = "", adb: str = "adb", transfer_timeout: float = 300) -> None:
         self.serial, self.adb, self.transfer_timeout = serial, adb, transfer_timeout
         self._workdir_made = False
+
+    @classmethod
+    def parse(cls, address: str, text: str) -> TransportSpec:
+        return TransportSpec(cls.kind, serial=address)
+
+    @classmethod
+    def open(cls, spec: TransportSpec, device: Device) -> AdbTransport:
+        return cls(spec.serial)
 
     @property
     def label(self) -> str:

@@ -1,10 +1,44 @@
-"""The transport interface: push files to a target, run an argument list there, pull files back."""
+"""The transport interface: push files to a target, run an argument list there, pull files back.
+
+A transport is one class: it declares its ``kind`` (the word in ``--transport`` and ``devices.yaml``),
+how its address is written, what the target offers (``Capabilities``) and how it is opened for a
+device. ``runtime.transports`` registers the classes by kind; nothing else looks at the kind.
+"""
 
 from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Literal
+
+from bitat_edge.bench_record import Facts
+from runtime.errors import BenchError
+
+if TYPE_CHECKING:
+    from runtime.devices import Device
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a kind of target offers; the harness asks these instead of comparing transport names."""
+
+    emulated: bool = False  # numbers come from an emulator: labelled EMULATED, never mixed with device figures
+    python: Literal["harness", "target", "none"] = "target"
+    """Who runs the interpreter engines' script: ``harness`` (this process's interpreter, on this machine),
+    ``target`` (the device's Python: the inventory's ``python:``, else python3) or ``none`` (binaries only)."""
+    libc: Literal["glibc", "bionic"] = "glibc"  # the C library dynamically linked binaries need there
+
+
+@dataclass(frozen=True)
+class TransportSpec:
+    """A parsed ``--transport`` value: the kind plus the address fields that kind uses."""
+
+    kind: str
+    host: str = ""
+    user: str = ""
+    port: int = 22
+    serial: str = ""
 
 
 @dataclass
@@ -22,24 +56,29 @@ class CompletedRun:
         return self.stdout + ("\n" if self.stdout and not self.stdout.endswith("\n") else "") + self.stderr
 
 
-@dataclass
-class Facts:
-    """System facts recorded with every result."""
-
-    machine: str = ""  # uname -m (or the emulated CPU's architecture)
-    kernel: str = ""  # uname -r
-    cpu: str = ""  # CPU model name
-    governor: str = ""  # cpufreq scaling governor of cpu0, "" when not exposed
-    glibc: str = ""  # e.g. "2.36"; "" on Android (bionic) or when unknown
-    long_bit: int = 0  # 64 for a 64-bit userland
-    os: str = ""  # PRETTY_NAME of /etc/os-release, or Android's release
-
-
 class Transport(ABC):
     """A way to reach a target. Paths on the target are strings; argument lists are never shell strings."""
 
-    kind: str = ""
-    emulated: bool = False
+    kind: ClassVar[str]
+    capabilities: ClassVar[Capabilities]
+    forms: ClassVar[tuple[str, ...]]  # how ``--transport`` spells it, e.g. ("adb", "adb:SERIAL")
+
+    @classmethod
+    def parse(cls, address: str, text: str) -> TransportSpec:
+        """The spec of ``kind[:address]`` (``text`` is the whole value, for messages); default: no address."""
+        if address:
+            raise BenchError(f"transport {text!r}: '{cls.kind}' takes no address; write it as {' or '.join(cls.forms)}")
+        return TransportSpec(cls.kind)
+
+    @classmethod
+    def address_template(cls, spec: TransportSpec) -> str:
+        """Inventory lines to show when ``spec`` lacks an address this transport needs; "" when it lacks none."""
+        return ""
+
+    @classmethod
+    @abstractmethod
+    def open(cls, spec: TransportSpec, device: Device) -> Transport:
+        """The transport for ``device`` (connections open lazily, on first use)."""
 
     @property
     @abstractmethod

@@ -10,9 +10,13 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.errors import BenchError, TransportTimeout
-from runtime.transports.base import CompletedRun, Transport
+from runtime.transports.base import Capabilities, CompletedRun, Transport, TransportSpec
+
+if TYPE_CHECKING:
+    from runtime.devices import Device
 
 
 def run_local(argv: list[str], timeout: float, label: str = "this machine", cwd: str | None = None) -> CompletedRun:
@@ -50,9 +54,15 @@ class LocalTransport(Transport):
     """The machine the harness runs on."""
 
     kind = "local"
+    capabilities = Capabilities(python="harness")
+    forms = ("local",)
 
     def __init__(self) -> None:
         self._workdir: str | None = None
+
+    @classmethod
+    def open(cls, spec: TransportSpec, device: Device) -> LocalTransport:
+        return cls()
 
     @property
     def label(self) -> str:

@@ -5,11 +5,15 @@ from __future__ import annotations
 import platform
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from runtime.elf import format_version, read_elf
 from runtime.errors import BenchError
-from runtime.transports.base import CompletedRun, Facts, cpu_model
+from runtime.transports.base import Capabilities, CompletedRun, Facts, TransportSpec, cpu_model
 from runtime.transports.local import LocalTransport, run_local
+
+if TYPE_CHECKING:
+    from runtime.devices import Device
 
 QEMU_ARCH = {"qemu-aarch64": "aarch64", "qemu-arm": "arm"}
 
@@ -18,11 +22,18 @@ class QemuTransport(LocalTransport):
     """``qemu-aarch64 -cpu cortex-a72 [-L sysroot] BINARY ARGS`` (``-L`` only for dynamically linked binaries)."""
 
     kind = "qemu"
-    emulated = True
+    capabilities = Capabilities(emulated=True, python="none")
+    forms = ("qemu",)
 
     def __init__(self, qemu: str = "qemu-aarch64", cpu: str = "cortex-a72", sysroot: str = "/usr/aarch64-linux-gnu"):
         super().__init__()
         self.qemu, self.cpu, self.sysroot = qemu, cpu, sysroot
+
+    @classmethod
+    def open(cls, spec: TransportSpec, device: Device) -> QemuTransport:
+        if device.qemu is None:
+            raise BenchError(f"device '{device.name}': no qemu settings in its profile; use --device qemu-aarch64")
+        return cls(device.qemu.binary, device.qemu.cpu, device.qemu.sysroot)
 
     @property
     def label(self) -> str:

@@ -6,11 +6,16 @@ from __future__ import annotations
 import shlex
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 import paramiko
 
 from runtime.errors import BenchError, TransportTimeout
-from runtime.transports.base import CompletedRun, Transport
+from runtime.transports.base import Capabilities, CompletedRun, Transport, TransportSpec
+
+if TYPE_CHECKING:
+    from runtime.devices import Device
 
 _DROPPED = (EOFError, ConnectionResetError, BrokenPipeError, paramiko.SSHException, TimeoutError)
 
@@ -23,6 +28,30 @@ class SshTransport(Transport):
     """A Linux target reached over SSH (Raspberry Pi, any ARM board)."""
 
     kind = "ssh"
+    capabilities = Capabilities(python="target")
+    forms = ("ssh://user@host[:port]",)
+
+    @classmethod
+    def parse(cls, address: str, text: str) -> TransportSpec:
+        """``ssh://user@host[:port]``; a bare ``ssh`` (a profile) leaves the address to the inventory."""
+        if not address:
+            return TransportSpec(cls.kind)
+        parts = urlsplit(f"ssh:{address}")
+        try:
+            port = parts.port or 22
+        except ValueError:
+            port = -1
+        if not address.startswith("//") or not parts.hostname or port <= 0 or parts.path not in ("", "/"):
+            raise BenchError(f"transport {text!r}: write it as ssh://user@host[:port] (e.g. ssh://pi@192.168.1.50:22)")
+        return TransportSpec(cls.kind, host=parts.hostname, user=parts.username or "", port=port)
+
+    @classmethod
+    def address_template(cls, spec: TransportSpec) -> str:
+        return "" if spec.host else "transport: ssh://pi@<address>:22\nkey: ~/.ssh/id_ed25519"
+
+    @classmethod
+    def open(cls, spec: TransportSpec, device: Device) -> SshTransport:
+        return cls(spec.host, spec.user, spec.port, device.key, device.known_hosts, device.connect_timeout)
 
     def __init__(self, host: str, user: str = "", port: int = 22, key: str | None = None,
                  known_hosts: str | None = None, connect_timeout: float = 10.0, retries: int = 2) -> None:

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from bitat_edge import bench_record
 from runtime.bench import cli
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,6 +31,8 @@ def test_host_bench_all_models_writes_every_result_file(bundle_copy: Path, built
     bench = bundle_copy.parent / "bench"
     sessions = [p for p in bench.iterdir() if p.is_dir()]
     assert len(sessions) == 1 and sessions[0].name.startswith("host-")
+    record = bench_record.load(sessions[0] / "results.json")  # the typed record validates
+    assert record.bundle == "../../deploy"  # relative to the session directory: no machine paths
     session = json.loads((sessions[0] / "results.json").read_text())
     by_model = {m["model"]: m for m in session["measurements"]}
     assert set(by_model) == {"lce", "fp32", "int8"}
@@ -42,8 +45,10 @@ def test_host_bench_all_models_writes_every_result_file(bundle_copy: Path, built
     for m in by_model.values():
         assert len(m["latency"]["windows"]) == 2 and m["latency"]["overall"]["n"] == 16
         assert m["latency"]["overall"]["median"] > 0 and m["peak_memory_mb"] > 0
-        assert len(m["model_sha256"]) == 64 and m["model_bytes"] > 0 and m["emulated"] is False
-        assert m["threads"] == 1 and m["runs"] == 8 and m["warmup"] == 2 and m["windows"] == 2
+        assert m["latency"]["typical_ms"] == m["latency"]["overall"]["median"]
+        assert m["latency"]["typical_is"] == "median"
+        assert len(m["model_sha256"]) == 64 and m["model_bytes"] > 0 and session["emulated"] is False
+    assert session["protocol"] == {"threads": 1, "runs": 8, "warmup": 2, "windows": 2}
     assert set(session["ratios"]) == {"fp32/lce", "int8/lce"}
     assert session["facts"]["machine"] and session["date"] and session["emulated"] is False
     text = (sessions[0] / "results.txt").read_text()
@@ -145,3 +150,59 @@ def test_doctor_finds_profile_architecture_mismatch(tmp_path: Path):
     assert result.exit_code == 1
     assert f"[fail] architecture: target reports {platform.machine()}, profile 'not-a-pi' expects aarch64" in result.output
     assert "check(s) failed on 'not-a-pi'" in result.output
+
+
+def one_line_error(result) -> str:
+    """The CLI failed with exit 1 and a single ``Error: ...`` line, no traceback."""
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]
+
+
+def test_bundle_mistakes_are_one_line(bundle_copy: Path):
+    manifest = bundle_copy / "manifest.json"
+    good = manifest.read_text()
+    data = json.loads(good)
+    data["deploy"]["input_shape"] = [1, 8, 8]
+    manifest.write_text(json.dumps(data))
+    line = one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
+    assert "manifest.json: field 'deploy.input_shape' must be [1, H, W, C]" in line
+    data = json.loads(good)
+    data["deploy"]["flavour"] = "x"
+    manifest.write_text(json.dumps(data))
+    line = one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
+    assert "field 'deploy.flavour' is unknown (valid fields: input_layout, input_shape," in line
+    del data["deploy"]
+    manifest.write_text(json.dumps(data))
+    assert "field 'deploy' is missing" in one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
+    manifest.write_text(good)
+    model = bundle_copy / "model.tflite"
+    model.write_bytes(model.read_bytes()[:300])
+    line = one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
+    assert "model.tflite: the TFLite flatbuffer is truncated or corrupt" in line
+    (bundle_copy / "eval.npz").write_bytes(b"not a zip")
+    line = one_line_error(invoke("--bundle", str(bundle_copy), "--model", "fp32"))
+    assert "eval.npz: unreadable eval set" in line
+
+
+def test_inventory_mistakes_are_one_line(tmp_path: Path):
+    inventory = tmp_path / "inv.yaml"
+    cases = {
+        "devices:\n  rpi4:\n    transport: ssh://pi@10.0.0.1\n    connect_timout: 5\n":
+            "inv.yaml (device 'rpi4'): field 'connect_timout' is unknown (valid fields: binary_path, connect_timeout,",
+        "devices:\n  rpi4:\n    transport: ssh://pi@10.0.0.1\n    threads: 0\n":
+            "inv.yaml (device 'rpi4'): field 'threads' input should be greater than 0 (got 0)",
+        "devices:\n  rpi4: ssh://pi@10.0.0.1\n": "inv.yaml: field 'devices.rpi4' input should be a valid dictionary",
+        "devices:\n  pi:\n    like: rpi9\n": "device 'pi': unknown; known devices:",
+        "devices:\n  rpi4:\n    transport: ssh://pi@10.0.0.1:99999\n": "write it as ssh://user@host[:port]",
+        "devices:\n  rpi4:\n    transport: 'adb:R5'\n    key: [1]\n": "field 'key' input should be a valid string",
+        "- rpi4\n": "a device inventory file must be a YAML mapping, got list",
+    }
+    for text, expected in cases.items():
+        inventory.write_text(text)
+        for command in ([], ["doctor"]):
+            line = one_line_error(invoke(*command, "--device", "rpi4" if "pi:" not in text else "pi",
+                                         "--inventory", str(inventory), "--bundle", str(tmp_path)))
+            assert expected in line, (text, line)

@@ -78,7 +78,7 @@ def test_profiling_tables_current_layout():
     # the "Timings (microseconds): count=..." summary must not be taken for a timing line
     assert [s.count for s in out.stats] == [1, 50]
     layers = per_layer(out)
-    assert len(layers) == 7 and layers[2] == {
+    assert len(layers) == 7 and layers[2].to_dict() == {
         "name": "[model/quant_conv2d/Conv2D]:2", "type": "LceBconv2d", "avg_ms": 6.311,
         "percent": pytest.approx(100 * 6.311 / 15.894, abs=1e-3), "subgraph": 0}
 

@@ -16,10 +16,10 @@ from runtime.transports import parse_spec
 def test_shipped_profiles_cover_the_required_devices():
     profiles = load_profiles()
     assert {"host", "rpi4", "rpi3", "android", "qemu-aarch64", "qemu-armv7"} <= set(profiles)
-    assert profiles["rpi4"]["arch"] == "aarch64" and profiles["rpi4"]["threads"] == 4
-    assert profiles["rpi3"]["arch"] == "arm"
-    assert profiles["qemu-aarch64"]["qemu"] == {"binary": "qemu-aarch64", "cpu": "cortex-a72",
-                                                 "sysroot": "/usr/aarch64-linux-gnu"}
+    assert profiles["rpi4"].arch == "aarch64" and profiles["rpi4"].threads == 4
+    assert profiles["rpi3"].arch == "arm"
+    assert profiles["qemu-aarch64"].qemu.to_dict() == {"binary": "qemu-aarch64", "cpu": "cortex-a72",
+                                                        "sysroot": "/usr/aarch64-linux-gnu"}
 
 
 def test_host_resolves_to_this_machine():
@@ -56,16 +56,33 @@ def test_inventory_fills_address_and_like_defines_new_names(tmp_path: Path):
 def test_inventory_errors_name_file_and_key(tmp_path: Path):
     bad = tmp_path / "inv.yaml"
     bad.write_text("devices:\n  rpi4:\n    adress: 10.0.0.1\n")
-    with pytest.raises(BenchError, match=r"inv.yaml: device 'rpi4' has unknown key 'adress'"):
+    with pytest.raises(BenchError, match=r"inv.yaml \(device 'rpi4'\): field 'adress' is unknown \(valid fields: "
+                                         r"binary_path, connect_timeout, .*, transport\)"):
         resolve_device("rpi4", bad)
     bad.write_text("rpi4: {transport: ssh://a@b}\n")
-    with pytest.raises(BenchError, match="top-level key must be 'devices:'"):
+    with pytest.raises(BenchError, match=r"field 'rpi4' is unknown \(valid fields: devices\)"):
+        resolve_device("rpi4", bad)
+    bad.write_text("devices:\n  rpi4:\n    threads: four\n")
+    with pytest.raises(BenchError, match=r"inv.yaml \(device 'rpi4'\): field 'threads' input should be a valid integer"):
         resolve_device("rpi4", bad)
     bad.write_text("devices: [\n")
     with pytest.raises(BenchError, match="not valid YAML"):
         resolve_device("rpi4", bad)
     with pytest.raises(BenchError, match="file not found"):
         resolve_device("rpi4", tmp_path / "missing.yaml")
+
+
+def test_profile_errors_name_file_device_and_field(tmp_path: Path):
+    profiles = tmp_path / "devices.yaml"
+    profiles.write_text("pi:\n  arch: aarch64\n  transport: ssh\n  qemu: {binary: qemu-aarch64, cpu: a72}\n")
+    with pytest.raises(BenchError, match=r"devices.yaml \(device 'pi'\): field 'qemu.sysroot' is missing"):
+        load_profiles(profiles)
+    profiles.write_text("pi:\n  arch: aarch64\n  transport: ssh\n  thread: 4\n")
+    with pytest.raises(BenchError, match=r"field 'thread' is unknown \(valid fields: arch, binary, cpu, "):
+        load_profiles(profiles)
+    profiles.write_text("pi:\n  arch: aarch64\n  transport: telnet\n")
+    with pytest.raises(BenchError, match="transport 'telnet': unknown; use local, qemu, ssh://user@host"):
+        resolve_device("pi", profiles=load_profiles(profiles))
 
 
 def test_inventory_path_precedence(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
