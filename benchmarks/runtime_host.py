@@ -48,7 +48,7 @@ def summarize(record: Path, run_dir: Path) -> dict:
         models[m.model] = {
             "engine": m.engine, "engine_version": m.engine_version, "sha256": m.model_sha256, "bytes": m.model_bytes,
             "typical_ms": m.latency.typical_ms, "typical_is": m.latency.typical_is, "iqr_ms": m.latency.overall.iqr,
-            "min_ms": m.latency.overall.min, "window_spread_ms": m.latency.window_spread_ms,
+            "min_ms": m.latency.overall.min,
             "peak_memory_mb": m.peak_memory_mb, "top1": m.accuracy.top1 if m.accuracy else None,
             "reference_top1": m.reference_top1, "matches_reference": m.matches_reference,
         }

@@ -13,9 +13,6 @@ import struct
 from collections import Counter
 from pathlib import Path
 
-from tflite.BuiltinOperator import BuiltinOperator
-from tflite.Model import Model
-
 from runtime.errors import BenchError
 
 # The custom operators of Larq Compute Engine v0.16 (larq_compute_engine/tflite/kernels/lce_ops_register.h).
@@ -63,6 +60,9 @@ def _count(length: int, data: bytes, what: str) -> int:
 
 
 def _walk(data: bytes) -> Counter[str]:
+    from tflite.BuiltinOperator import BuiltinOperator  # 190 generated modules: loaded when a model is read
+    from tflite.Model import Model
+
     model = Model.GetRootAs(data, 0)
     names: list[str] = []
     for i in range(_count(model.OperatorCodesLength(), data, "the operator code list")):

@@ -9,15 +9,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-import paramiko
-
 from runtime.errors import BenchError, TransportTimeout
 from runtime.transports.base import Capabilities, CompletedRun, Transport, TransportSpec
 
 if TYPE_CHECKING:
+    import paramiko
+
     from runtime.devices import Device
 
-_DROPPED = (EOFError, ConnectionResetError, BrokenPipeError, paramiko.SSHException, TimeoutError)
+
+def _dropped() -> tuple[type[BaseException], ...]:
+    """What a dropped link raises (paramiko is imported on first use: a local session never loads it)."""
+    import paramiko
+
+    return EOFError, ConnectionResetError, BrokenPipeError, paramiko.SSHException, TimeoutError
 
 
 class ConnectionDropped(EOFError):
@@ -69,6 +74,8 @@ class SshTransport(Transport):
 
     # -- connection -----------------------------------------------------------------------------
     def _connect(self) -> paramiko.SSHClient:
+        import paramiko
+
         if self._client is not None and self._client.get_transport() is not None \
                 and self._client.get_transport().is_active():
             return self._client
@@ -125,7 +132,7 @@ class SshTransport(Transport):
         for attempt in range(self.retries + 1):
             try:
                 return action()
-            except _DROPPED as exc:
+            except _dropped() as exc:
                 self._drop()
                 if attempt == self.retries:
                     raise BenchError(

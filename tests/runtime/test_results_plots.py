@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from benchmarks.runtime_host import REPO, portable, render_markdown, summarize
 from bitat_edge import bench_record
 from bitat_edge.bench_record import Accuracy, BenchSession, LayerTime, Measurement
 from runtime.plots import accuracy_vs_latency, per_layer_time
@@ -84,3 +85,15 @@ def test_plots_are_written_and_skip_when_empty(tmp_path: Path):
     assert per_layer_time(profile, tmp_path / "p.png", "t").stat().st_size > 1000
     assert per_layer_time([], tmp_path / "q.png", "t") is None
     assert markdown_table([]).startswith("# Benchmark results")
+
+
+def test_runtime_host_summary_has_no_machine_paths(tmp_path: Path):
+    run = tmp_path / "run"
+    record = session("host", False, 1.5).model_copy(update={"bundle": "../../deploy"})
+    write_session(run / "bench" / "host-1", run / "bench", record, SessionLog())
+    summary = summarize(run / "bench" / "host-1" / "results.json", run)
+    assert summary["session"] == "<run>/bench/host-1" and summary["bundle"] == "<run>/deploy"
+    assert summary["models"]["lce"]["typical_ms"] == 1.5 and summary["models"]["lce"]["typical_is"] == "median"
+    assert str(tmp_path) not in str(summary) and "| 1.500 | median |" in render_markdown(summary)
+    assert portable(REPO / "runs" / "x" / "deploy", run) == "runs/x/deploy"
+    assert portable(run / "deploy", run) == "<run>/deploy"
