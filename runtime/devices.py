@@ -12,6 +12,9 @@ else ``~/.config/bitat-edge/devices.yaml``. It looks like::
       pixel:
         like: android
         transport: adb:R58M12345
+
+Both files are validated field by field (``Profile``, ``InventoryEntry``): an unknown or mistyped key is
+one line naming the file, the device and the field, with the valid fields listed.
 """
 
 from __future__ import annotations

@@ -27,7 +27,9 @@ class Capabilities:
     python: Literal["harness", "target", "none"] = "target"
     """Who runs the interpreter engines' script: ``harness`` (this process's interpreter, on this machine),
     ``target`` (the device's Python: the inventory's ``python:``, else python3) or ``none`` (binaries only)."""
-    libc: Literal["glibc", "bionic"] = "glibc"  # the C library dynamically linked binaries need there
+    libc: Literal["glibc", "bionic"] = "glibc"
+    """The C library of the target: glibc-linked binaries run there (their GLIBC_x.y needs are checked), or
+    bionic (Android: a binary must be static or built for Android)."""
 
 
 @dataclass(frozen=True)
