@@ -57,16 +57,26 @@ def _short(value: Any) -> str:
 
 
 def _fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The declared field names of the model reached by following ``loc`` from ``cls`` (best effort)."""
-    model: Any = cls
+    """The declared field names of the model that ``loc`` leads to from ``cls`` (empty if none)."""
+    current: Any = cls
     for part in loc:
-        if isinstance(part, int) or not (isinstance(model, type) and issubclass(model, BaseModel)):
-            continue
-        info = model.model_fields.get(part)
-        if info is None:
-            return []
-        model = _model_in(info.annotation)
-    return sorted(model.model_fields) if isinstance(model, type) and issubclass(model, BaseModel) else []
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            info = current.model_fields.get(part) if isinstance(part, str) else None
+            if info is None:
+                return []
+            current = info.annotation
+        else:  # a list index or a mapping key: step into the element type
+            current = _element(current)
+    model = _model_in(current)
+    return sorted(model.model_fields) if model is not None else []
+
+
+def _element(annotation: Any) -> Any:
+    """The element type of ``list[X]`` / ``dict[K, X]`` / ``X | None`` (the model inside, if any)."""
+    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
+    if not args:
+        return None
+    return _model_in(args[-1]) or args[-1]
 
 
 def _model_in(annotation: Any) -> Any:
@@ -136,7 +146,7 @@ def read_json(path: str | os.PathLike[str], what: str, error: type[SchemaError] 
     except json.JSONDecodeError as exc:
         raise error(f"{path}: not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})") from None
     if not isinstance(data, dict):
-        raise error(f"{path}: a {what} must be a JSON object, got {type(data).__name__}")
+        raise error(f"{path}: the {what} must be a JSON object, got {type(data).__name__}")
     return data
 
 
@@ -156,7 +166,7 @@ def load_yaml_mapping(path: str | os.PathLike[str], what: str, error: type[Schem
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise error(f"{path}: a {what} must be a YAML mapping, got {type(data).__name__}")
+        raise error(f"{path}: the {what} must be a YAML mapping, got {type(data).__name__}")
     return data
 
 

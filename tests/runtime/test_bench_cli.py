@@ -198,7 +198,7 @@ def test_inventory_mistakes_are_one_line(tmp_path: Path):
         "devices:\n  pi:\n    like: rpi9\n": "device 'pi': unknown; known devices:",
         "devices:\n  rpi4:\n    transport: ssh://pi@10.0.0.1:99999\n": "write it as ssh://user@host[:port]",
         "devices:\n  rpi4:\n    transport: 'adb:R5'\n    key: [1]\n": "field 'key' input should be a valid string",
-        "- rpi4\n": "a device inventory file must be a YAML mapping, got list",
+        "- rpi4\n": "the device inventory file must be a YAML mapping, got list",
     }
     for text, expected in cases.items():
         inventory.write_text(text)
