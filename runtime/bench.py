@@ -17,7 +17,7 @@ if __name__ == "__main__" and not __package__:
 
 import click  # noqa: E402
 
-from bitat_edge.layout import MODEL_KINDS  # noqa: E402
+from bitat_edge.layout import MODEL_KINDS, RunDir  # noqa: E402
 from runtime.bundle import load_bundle  # noqa: E402
 from runtime.devices import inventory_path, resolve_device  # noqa: E402
 from runtime.engines import ENGINES  # noqa: E402
@@ -106,7 +106,8 @@ def doctor(device: str, bundle: str, transport: str | None, inventory: str | Non
 
     try:
         target = resolve_device(device, inventory_path(inventory), transport)
-        bundle_arg = bundle if (Path(bundle).exists() or bundle != DEFAULT_BUNDLE) else None
+        # The default bundle is checked only once `make convert` has written it.
+        bundle_arg = bundle if bundle != DEFAULT_BUNDLE or RunDir.at(bundle).deploy.is_bundle() else None
         checks = run_doctor(target, bundle_arg, binary)
     except BenchError as exc:
         raise _fail(exc) from None
