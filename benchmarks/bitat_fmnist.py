@@ -4,7 +4,7 @@ Fashion-MNIST, at the same epoch budget and seeds.
 Every run goes through the train CLI in its own subprocess and run directory (``--reuse``: a
 finished run is kept, an interrupted one resumes). The float run of a seed is also the teacher and
 the starting point of that seed's quantized runs. Writes ``results/bitat_fmnist.csv`` and the
-generated ``results/bitat_fmnist.md``.
+generated ``results/bitat_fmnist.md`` (paths in them relative to the repository root).
 
     .venv/bin/python benchmarks/bitat_fmnist.py --epochs 8 --seeds 0,1
     .venv/bin/python benchmarks/bitat_fmnist.py --only float,bitat --set data.eval_limit=500
@@ -19,6 +19,7 @@ import argparse
 import csv
 import io
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -108,7 +109,8 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, teacher: Path) ->
     print(f"[{time.strftime('%H:%M:%S')}] {variant} seed {seed}: {run_dir}", flush=True)
     started = time.perf_counter()
     proc = subprocess.run(cmd, cwd=REPO, check=False)
-    row: dict[str, object] = {"method": variant, "seed": seed, "run_dir": str(run_dir), "status": "ok"}
+    row: dict[str, object] = {"method": variant, "seed": seed, "run_dir": os.path.relpath(run_dir, REPO),
+                              "status": "ok"}
     summary_path = run_dir / "summary.json"
     if proc.returncode != 0 or not summary_path.is_file():
         row.update(status=f"failed (exit {proc.returncode})", wall_seconds=round(time.perf_counter() - started, 1))

@@ -4,7 +4,8 @@ Runs ``bitat-edge train run --config configs/fmnist_float.yaml --out RUN --no-re
 subprocess, measures its wall time and peak memory (the child's peak RSS from
 ``getrusage(RUSAGE_CHILDREN)``), reads the test top-1 on the Fashion-MNIST test images from the
 run's ``summary.json``, and writes ``results/float_fmnist.json`` and the generated
-``results/float_fmnist.md`` (goal: >= 92.5 % top-1 in <= 10 minutes).
+``results/float_fmnist.md`` (goal: >= 92.5 % top-1 in <= 10 minutes). The command runs in the
+repository root; the paths it and the record name are relative to it.
 
     .venv/bin/python benchmarks/float_fmnist.py
     .venv/bin/python benchmarks/float_fmnist.py --set optim.epochs=1 --results /tmp/r   # a quick check
@@ -79,7 +80,8 @@ def machine() -> dict[str, Any]:
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
     """Run the training once and return the result record."""
-    cmd = [*train_command(), "--config", str(args.config), "--out", str(args.out), "--no-resume"]
+    config, out = os.path.relpath(args.config, REPO), os.path.relpath(args.out, REPO)
+    cmd = [*train_command(), "--config", config, "--out", out, "--no-resume"]
     for override in args.overrides:
         cmd += ["--set", override]
     print("running:", " ".join(cmd), flush=True)
@@ -97,8 +99,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
         "benchmark": "float_fmnist",
         "command": cmd[1:],
         "overrides": args.overrides,
-        "config": str(args.config.relative_to(REPO) if args.config.is_relative_to(REPO) else args.config),
-        "run_dir": str(args.out),
+        "config": config,
+        "run_dir": out,
         "test_top1_percent": round(top1, 2),
         "test_images": summary["test_images"],
         "val_best_top1_percent": round(100.0 * summary["val_best_top1"], 2),

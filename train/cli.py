@@ -1,33 +1,43 @@
-"""``bitat-edge train``: run, resume or reuse a training run; evaluate, export or summarize a model."""
+"""``bitat-edge train``: run, resume or reuse a training run; evaluate, export or summarize a model.
+
+Every user mistake (``train.errors.TrainError``, ``bitat_edge.schema.SchemaError`` and so
+``ManifestError``) reaches the user as one line, never a traceback: the group converts them.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
-from train.checkpoint import CheckpointError
+from bitat_edge.layout import RunDir
+from bitat_edge.schema import SchemaError
 from train.config import RESULT_NEUTRAL_KEYS, ConfigError, TrainConfig, config_diff, load_config, read_yaml
-from train.data import DatasetError
-from train.rundir import RunDir, read_summary
+from train.errors import TrainError
+from train.rundir import read_summary
 
-USER_ERRORS = (ConfigError, CheckpointError, DatasetError)
+
+class _OneLineErrors(click.Group):
+    """A command group whose commands report user mistakes as one ``Error:`` line."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (TrainError, SchemaError) as exc:
+            raise click.ClickException(str(exc)) from None
 
 
 def _load(config: Path, overrides: tuple[str, ...], data_dir: Path | None = None) -> TrainConfig:
     if data_dir is not None:
         overrides = (*overrides, f"data.data_dir={json.dumps(str(data_dir))}")
-    try:
-        return load_config(config, overrides)
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    return load_config(config, overrides)
 
 
 def _reuse_finished(run: RunDir, cfg: TrainConfig) -> bool:
     """True when ``run`` finished with this config; a finished run with another config is an error."""
-    if not run.is_finished():
+    if not run.summary.is_file():
         return False
     try:
         stored = read_yaml(run.config)
@@ -41,14 +51,14 @@ def _reuse_finished(run: RunDir, cfg: TrainConfig) -> bool:
         )
     try:
         top1 = read_summary(run).get("test_top1")
-    except (OSError, ValueError, AttributeError):
+    except SchemaError:
         top1 = None
     shown = f" (test top-1 {100 * top1:.2f}%)" if isinstance(top1, (int, float)) else ""
     click.echo(f"reusing the finished run in {run.root}{shown}")
     return True
 
 
-@click.group(name="train", help="Train float and quantized models (PyTorch).")
+@click.group(name="train", cls=_OneLineErrors, help="Train float and quantized models (PyTorch).")
 def cli() -> None:
     """The train stage's command group."""
 
@@ -77,16 +87,13 @@ def run_command(config: Path, out: Path | None, overrides: tuple[str, ...], data
     if reuse and _reuse_finished(run, cfg):
         return
     if resume is None:
-        resume = run.has_checkpoint()
-    elif resume and not run.has_checkpoint():
+        resume = run.last.is_file()
+    elif resume and not run.last.is_file():
         raise click.ClickException(f"--resume: {run.last} does not exist; drop --resume to start a new run")
     click.echo(f"{'resuming' if resume else 'starting'} run {cfg.name!r} in {run.root}")
-    from train.engine import ResumeError, train
+    from train.engine import train
 
-    try:
-        summary = train(cfg, run.root, resume=resume)
-    except (*USER_ERRORS, ResumeError) as exc:
-        raise click.ClickException(str(exc)) from None
+    summary = train(cfg, run.root, resume=resume)
     click.echo(f"done: test top-1 {100 * summary['test_top1']:.2f}% in {summary['wall_seconds']:.0f} s; "
                f"run directory {run.root}")
 
@@ -98,7 +105,7 @@ def run_command(config: Path, out: Path | None, overrides: tuple[str, ...], data
               help="Dataset folder, when it moved since training [default: the one in the run's config].")
 def eval_command(run_dir: Path, device: str, data_dir: Path | None) -> None:
     """Top-1 accuracy of RUN_DIR/checkpoints/best.pt on the test split."""
-    from train.checkpoint import build_from_checkpoint
+    from train.assembly import build_from_checkpoint
     from train.data import build_datasets
     from train.distributed import DistEnv, resolve_device
     from train.engine import evaluate
@@ -107,13 +114,10 @@ def eval_command(run_dir: Path, device: str, data_dir: Path | None) -> None:
         target = resolve_device(device, 0)
     except RuntimeError as exc:
         raise click.ClickException(str(exc)) from None
-    try:
-        model, cfg = build_from_checkpoint(RunDir(run_dir).best, target)
-        if data_dir is not None:
-            cfg.data = dataclasses.replace(cfg.data, data_dir=str(data_dir))
-        splits = build_datasets(cfg.data, cfg.seed)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
+    model, cfg = build_from_checkpoint(RunDir(run_dir).best, target)
+    if data_dir is not None:
+        cfg.data = cfg.data.model_copy(update={"data_dir": str(data_dir)})
+    splits = build_datasets(cfg.data, cfg.seed)
     loss, top1, count = evaluate(model, splits.test, cfg.data.eval_batch_size, target, DistEnv())
     click.echo(f"test top-1 {100 * top1:.2f}% (loss {loss:.4f}) on {count} images: {run_dir}")
 
@@ -122,15 +126,9 @@ def eval_command(run_dir: Path, device: str, data_dir: Path | None) -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path))
 def export_command(run_dir: Path) -> None:
     """Write RUN_DIR/model.onnx and manifest.json from the best checkpoint."""
-    if not RunDir(run_dir).best.is_file():
-        raise click.ClickException(f"{RunDir(run_dir).best} not found; train the run first")
     from train.export import export_run
 
-    try:
-        path = export_run(run_dir)
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
-    click.echo(f"exported {path}")
+    click.echo(f"exported {export_run(run_dir)}")
 
 
 @cli.command("summary")
@@ -138,38 +136,23 @@ def export_command(run_dir: Path) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config key; repeatable.")
 @click.option("--data-dir", type=click.Path(path_type=Path), default=None, help="Dataset folder.")
 def summary_command(config: Path, overrides: tuple[str, ...], data_dir: Path | None) -> None:
-    """Print the configured model in its deploy form (layers, parameters, precisions, MACs).
+    """Print the configured model in its final, exported form (layers, parameters, precisions, MACs).
 
     The method's schedule is advanced to the run's last step, calibrating on seeded noise: the
     structure is what matters here, not the statistics."""
     import torch
 
-    from train.checkpoint import build_network, input_shape, noise_batches, prepare_model, schedule_lengths
+    from train.assembly import assemble_offline, schedule_lengths
     from train.data import build_datasets
-    from train.engine import data_info_dict
-    from train.methods import MethodContext
+    from train.quant.summary import model_summary
 
     cfg = _load(config, overrides, data_dir)
-    cpu = torch.device("cpu")
-    try:
-        splits = build_datasets(cfg.data, cfg.seed)
-        data_info = data_info_dict(splits.info)
-        _, steps_per_epoch, total_steps = schedule_lengths(cfg, len(splits.train))
-        ctx = MethodContext(device=cpu, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                            calibration_batches=noise_batches(data_info, cpu), log=click.echo)
-        method, model = prepare_model(cfg, build_network(cfg, data_info), ctx)
-        method.on_step_start(total_steps - 1, model, ctx)
-        model.eval()
-    except USER_ERRORS as exc:
-        raise click.ClickException(str(exc)) from None
-    shape = (1, *input_shape(data_info))
-    try:
-        from train.quant.summary import model_summary
-    except ImportError:
-        total = sum(p.numel() for p in model.parameters())
-        click.echo(f"{model}\n{cfg.model.arch}: {total} parameters, input shape {shape}")
-        return
-    click.echo(model_summary(model, shape))
+    splits = build_datasets(cfg.data, cfg.seed)
+    _, steps_per_epoch, total_steps = schedule_lengths(cfg, len(splits.train))
+    method, model, ctx = assemble_offline(cfg, splits.info, torch.device("cpu"), steps_per_epoch=steps_per_epoch,
+                                          total_steps=total_steps, log=click.echo)
+    method.on_step_start(total_steps - 1, model, ctx)
+    click.echo(model_summary(model.eval(), (1, *splits.info.input_shape)))
 
 
 if __name__ == "__main__":

@@ -1,125 +1,162 @@
-"""Typed training configuration: YAML in, ``--set a.b=value`` overrides, validated dataclasses out.
+"""Typed training configuration: YAML in, ``--set a.b=value`` overrides, validated sections out.
 
-Every section is a dataclass; unknown keys at any level, wrong types and out-of-range values are
-rejected with one sentence naming the key path. The ``method`` section is flat in YAML
-(``{name: bitat, <option>: ...}``); its options are validated against the named method's
-``config_cls``. ``TrainConfig.to_dict()`` is the resolved form written into every run directory
+Every section is a ``train.sections.Section`` (a strict pydantic model); unknown keys at any level,
+wrong types and out-of-range values are rejected with one sentence naming the key path. The
+``method`` section is flat in YAML (``{name: bitat, <option>: ...}``); its options are validated
+against the named method's ``config_cls`` at the same time, so every config mistake surfaces before
+any data is read. ``TrainConfig.to_dict()`` is the resolved form written into every run directory
 and checkpoint; ``config_from_dict`` reads it back.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import copy
 import os
 import re
-import types
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import Any, ClassVar, Literal
 
 import yaml
+from pydantic import Field, SerializeAsAny, field_validator, model_validator
 
 from bitat_edge.atomic import write_text
 from train import methods
 from train.data import DataConfig
+from train.errors import ConfigError
 from train.methods import MethodConfig
 from train.models import available_models, model_options
+from train.sections import Section, parse_section
 
 CONFIG_VERSION = 1
 
 
-class ConfigError(ValueError):
-    """A config file, a config key or an override is wrong (the message names it)."""
-
-
-@dataclass
-class ModelConfig:
+class ModelConfig(Section):
     """The backbone: ``arch`` from ``train.models.available_models()``; ``init_from`` a checkpoint whose
     weights are loaded before the method prepares the model; ``options`` extra ``build_model`` keywords."""
 
+    config_key: ClassVar[str] = "model"
+
     arch: str = "reactnet"
-    width: float = 1.0
+    width: float = Field(1.0, gt=0)
     init_from: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, arch: str) -> str:
+        if arch not in available_models():
+            raise ValueError(f"must be one of {', '.join(available_models())}, got {arch!r}")
+        return arch
+
+    @model_validator(mode="after")
+    def _options_of_the_arch(self) -> ModelConfig:
+        valid = model_options(self.arch)
+        unknown = sorted(set(self.options) - set(valid))
+        if unknown:
+            raise ValueError(f"unknown config key 'model.options.{unknown[0]}' for arch {self.arch!r}; valid keys "
+                             f"in 'model.options': {', '.join(valid) or '(none)'}")
+        return self
 
 
-@dataclass
-class MethodSpec:
-    """The training method by registered name and its typed options (flat in YAML)."""
+class MethodSpec(Section):
+    """The training method by registered name and its typed options (flat in YAML: see ``to_dict``)."""
+
+    config_key: ClassVar[str] = "method"
 
     name: str = "float"
-    options: MethodConfig = field(default_factory=MethodConfig)
+    options: SerializeAsAny[MethodConfig] = Field(default_factory=MethodConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, **self.options.to_dict()}
 
 
-@dataclass
-class OptimConfig:
+class OptimConfig(Section):
     """Optimizer and per-step LR schedule. ``lr`` is the peak LR reached after ``warmup_epochs`` of linear
     warm-up; the schedule then decays to ``lr * min_lr_ratio``. No weight decay on 1-D parameters."""
 
+    config_key: ClassVar[str] = "optim"
+
     name: Literal["adamw", "sgd"] = "adamw"
-    lr: float = 0.002
-    weight_decay: float = 0.0001
-    momentum: float = 0.9
-    epochs: int = 10
-    warmup_epochs: float = 0.5
+    lr: float = Field(0.002, gt=0)
+    weight_decay: float = Field(0.0001, ge=0)
+    momentum: float = Field(0.9, ge=0, lt=1)
+    epochs: int = Field(10, ge=1)
+    warmup_epochs: float = Field(0.5, ge=0)
     schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    label_smoothing: float = 0.1
-    grad_clip: float | None = None
-    min_lr_ratio: float = 0.0
+    label_smoothing: float = Field(0.1, ge=0, lt=1)
+    grad_clip: float | None = Field(None, gt=0)
+    min_lr_ratio: float = Field(0.0, ge=0, le=1)
 
 
-@dataclass
-class DistillConfig:
+class DistillConfig(Section):
     """Knowledge distillation from a teacher checkpoint: loss = (1-alpha)*CE + alpha*T^2*KL."""
 
+    config_key: ClassVar[str] = "distill"
+
     teacher: str | None = None
-    alpha: float = 0.9
-    temperature: float = 1.0
+    alpha: float = Field(0.9, ge=0, le=1)
+    temperature: float = Field(1.0, gt=0)
 
 
-@dataclass
-class RunConfig:
+_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
+
+
+class RunConfig(Section):
     """How the run executes. ``amp`` acts only on CUDA; ``threads`` sets torch's intra-op threads;
     ``max_steps`` caps the optimizer steps (the schedule spans the capped length)."""
 
+    config_key: ClassVar[str] = "run"
+
     device: str = "auto"
     amp: bool = True
-    threads: int | None = None
-    log_every: int = 20
-    checkpoint_every_steps: int = 200
+    threads: int | None = Field(None, ge=1)
+    log_every: int = Field(20, ge=1)
+    checkpoint_every_steps: int = Field(200, ge=1)
     tensorboard: bool = False
     progress: bool = True
-    max_steps: int | None = None
+    max_steps: int | None = Field(None, ge=1)
     export: bool = True
 
+    @field_validator("device")
+    @classmethod
+    def _device(cls, device: str) -> str:
+        if not _DEVICE.match(device):
+            raise ValueError(f"must be auto, cpu, cuda, cuda:N or mps, got {device!r}")
+        return device
 
-@dataclass
-class TrainConfig:
+
+class TrainConfig(Section):
     """A complete training run."""
 
     version: int = CONFIG_VERSION
     name: str = "run"
-    seed: int = 0
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    method: MethodSpec = field(default_factory=MethodSpec)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    distill: DistillConfig = field(default_factory=DistillConfig)
-    run: RunConfig = field(default_factory=RunConfig)
+    seed: int = Field(0, ge=0)
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    method: MethodSpec = Field(default_factory=MethodSpec)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    distill: DistillConfig = Field(default_factory=DistillConfig)
+    run: RunConfig = Field(default_factory=RunConfig)
+
+    @field_validator("version")
+    @classmethod
+    def _readable_version(cls, version: int) -> int:
+        if version != CONFIG_VERSION:
+            raise ValueError(f"must be {CONFIG_VERSION} (the version this bitat-edge reads), got {version!r}")
+        return version
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        if not name or "/" in name:
+            raise ValueError(f"must be a non-empty name without '/', got {name!r}")
+        return name
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config as plain YAML/JSON-able values (the ``method`` section flattened)."""
-        out: dict[str, Any] = {}
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "method":
-                out["method"] = {"name": value.name, **_plain(dataclasses.asdict(value.options))}
-            elif dataclasses.is_dataclass(value):
-                out[f.name] = _plain(dataclasses.asdict(value))
-            else:
-                out[f.name] = value
-        return out
+        plain = self.model_dump(mode="json", exclude={"method"})
+        return {name: self.method.to_dict() if name == "method" else plain[name] for name in type(self).model_fields}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False)
@@ -129,127 +166,8 @@ class TrainConfig:
         return write_text(path, self.to_yaml())
 
 
-def _plain(value: Any) -> Any:
-    """Tuples become lists so the YAML stays safe_load-able and comparisons are stable."""
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-def _describe(hint: Any) -> str:
-    origin = get_origin(hint)
-    if origin is Literal:
-        return "one of " + ", ".join(repr(a) for a in get_args(hint))
-    if origin in (Union, types.UnionType):
-        parts = [_describe(a) for a in get_args(hint) if a is not type(None)]
-        text = " or ".join(parts)
-        return text + " or null" if type(None) in get_args(hint) else text
-    if origin in (list, tuple):
-        return "a list"
-    if origin is dict or hint is dict:
-        return "a mapping"
-    names = {bool: "true or false", int: "an integer", float: "a number", str: "a string"}
-    if hint in names:
-        return names[hint]
-    if dataclasses.is_dataclass(hint):
-        return "a mapping"
-    return str(hint)
-
-
-def _coerce(value: Any, hint: Any, where: str, source: str) -> Any:
-    """Check ``value`` against the type ``hint`` and return it converted (int -> float, list -> tuple)."""
-    origin = get_origin(hint)
-    bad = ConfigError(f"{source}: config key '{where}' must be {_describe(hint)}, got {value!r}")
-    if hint is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        args = get_args(hint)
-        if value is None:
-            if type(None) in args:
-                return None
-            raise bad
-        for arg in args:
-            if arg is type(None):
-                continue
-            try:
-                return _coerce(value, arg, where, source)
-            except ConfigError:
-                continue
-        raise bad
-    if origin is Literal:
-        if value in get_args(hint) and not isinstance(value, bool):
-            return value
-        raise bad
-    if dataclasses.is_dataclass(hint):
-        if not isinstance(value, dict):
-            raise bad
-        return _build(hint, value, where, source)
-    if hint is bool:
-        if isinstance(value, bool):
-            return value
-        raise bad
-    if hint is int:
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        raise bad
-    if hint is float:
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # PyYAML reads exponents without a dot ("1e-6") as strings
-            try:
-                return float(value)
-            except ValueError:
-                raise bad from None
-        raise bad
-    if hint is str:
-        if isinstance(value, str):
-            return value
-        raise bad
-    if origin in (list, tuple) or hint in (list, tuple):
-        if not isinstance(value, (list, tuple)):
-            raise bad
-        args = get_args(hint)
-        if origin is tuple and args and args[-1] is not Ellipsis:
-            if len(args) != len(value):
-                raise bad
-            items = [_coerce(v, a, f"{where}[{i}]", source) for i, (v, a) in enumerate(zip(value, args, strict=True))]
-        else:
-            item_hint = args[0] if args else Any
-            items = [_coerce(v, item_hint, f"{where}[{i}]", source) for i, v in enumerate(value)]
-        return tuple(items) if (origin is tuple or hint is tuple) else items
-    if origin is dict or hint is dict:
-        if not isinstance(value, dict):
-            raise bad
-        args = get_args(hint)
-        value_hint = args[1] if args else Any
-        return {str(k): _coerce(v, value_hint, f"{where}.{k}", source) for k, v in value.items()}
-    if isinstance(hint, type) and isinstance(value, hint):
-        return value
-    raise bad
-
-
-def _build(cls: type, data: dict[str, Any], where: str, source: str) -> Any:
-    """Construct dataclass ``cls`` from ``data``, rejecting unknown keys and wrong types."""
-    hints = get_type_hints(cls)
-    valid = [f.name for f in dataclasses.fields(cls) if f.init]
-    prefix = f"{where}." if where else ""
-    for key in data:
-        if key not in valid:
-            section = f"'{where}'" if where else "the top level"
-            listed = ", ".join(sorted(valid)) or "(none)"
-            raise ConfigError(
-                f"{source}: unknown config key '{prefix}{key}'; valid keys in {section}: {listed}"
-            )
-    kwargs = {key: _coerce(value, hints[key], f"{prefix}{key}", source) for key, value in data.items()}
-    try:
-        return cls(**kwargs)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{source}: config section '{where or 'top level'}' is invalid: {exc}") from None
-
-
-def _build_method(data: Any, source: str) -> MethodSpec:
+def _parse_method(data: Any, source: str) -> MethodSpec:
+    """The flat ``method`` section: ``name`` picks the method, the other keys are its options."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: config key 'method' must be a mapping with a 'name', got {data!r}")
     options = dict(data)
@@ -263,67 +181,39 @@ def _build_method(data: Any, source: str) -> MethodSpec:
             f"{source}: config key 'method.name' is {name!r}, which is not a known method; "
             f"available: {', '.join(methods.available())}"
         ) from None
-    valid = [f.name for f in dataclasses.fields(cls.config_cls)]
+    valid = sorted(cls.config_cls.model_fields)
     for key in options:
         if key not in valid:
             raise ConfigError(
                 f"{source}: unknown config key 'method.{key}'; valid keys in 'method' for method "
-                f"{name!r}: {', '.join(['name', *sorted(valid)])}"
+                f"{name!r}: {', '.join(['name', *valid])}"
             )
-    return MethodSpec(name=name, options=_build(cls.config_cls, options, "method", source))
-
-
-_DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
-
-
-def _check_ranges(cfg: TrainConfig, source: str) -> None:
-    def need(ok: bool, key: str, what: str, value: Any) -> None:
-        if not ok:
-            raise ConfigError(f"{source}: config key '{key}' must be {what}, got {value!r}")
-
-    need(cfg.version == CONFIG_VERSION, "version", f"{CONFIG_VERSION} (the version this bitat-edge reads)",
-         cfg.version)
-    need(bool(cfg.name) and "/" not in cfg.name, "name", "a non-empty name without '/'", cfg.name)
-    need(cfg.seed >= 0, "seed", "a non-negative integer", cfg.seed)
-    need(cfg.model.width > 0, "model.width", "positive", cfg.model.width)
-    need(cfg.model.arch in available_models(), "model.arch", f"one of {', '.join(available_models())}",
-         cfg.model.arch)
-    unknown = sorted(set(cfg.model.options) - set(model_options(cfg.model.arch)))
-    if unknown:
-        raise ConfigError(
-            f"{source}: unknown config key 'model.options.{unknown[0]}' for arch {cfg.model.arch!r}; valid keys in "
-            f"'model.options': {', '.join(model_options(cfg.model.arch)) or '(none)'}"
-        )
-    o = cfg.optim
-    need(o.lr > 0, "optim.lr", "positive", o.lr)
-    need(o.weight_decay >= 0, "optim.weight_decay", "non-negative", o.weight_decay)
-    need(0 <= o.momentum < 1, "optim.momentum", "in [0, 1)", o.momentum)
-    need(o.epochs >= 1, "optim.epochs", "at least 1", o.epochs)
-    need(o.warmup_epochs >= 0, "optim.warmup_epochs", "non-negative", o.warmup_epochs)
-    need(0 <= o.label_smoothing < 1, "optim.label_smoothing", "in [0, 1)", o.label_smoothing)
-    need(o.grad_clip is None or o.grad_clip > 0, "optim.grad_clip", "positive or null", o.grad_clip)
-    need(0 <= o.min_lr_ratio <= 1, "optim.min_lr_ratio", "in [0, 1]", o.min_lr_ratio)
-    d = cfg.distill
-    need(0 <= d.alpha <= 1, "distill.alpha", "in [0, 1]", d.alpha)
-    need(d.temperature > 0, "distill.temperature", "positive", d.temperature)
-    r = cfg.run
-    need(bool(_DEVICE.match(r.device)), "run.device", "auto, cpu, cuda, cuda:N or mps", r.device)
-    need(r.threads is None or r.threads >= 1, "run.threads", "at least 1 or null", r.threads)
-    need(r.log_every >= 1, "run.log_every", "at least 1", r.log_every)
-    need(r.checkpoint_every_steps >= 1, "run.checkpoint_every_steps", "at least 1", r.checkpoint_every_steps)
-    need(r.max_steps is None or r.max_steps >= 1, "run.max_steps", "at least 1 or null", r.max_steps)
+    return MethodSpec(name=name, options=parse_section(cls.config_cls, options, source, ("method",)))
 
 
 def config_from_dict(data: Any, source: str = "<config>") -> TrainConfig:
-    """Validate a decoded config mapping and return the typed ``TrainConfig``."""
+    """Validate a decoded config mapping (every section, the method's options included) and return the
+    typed ``TrainConfig``."""
     if not isinstance(data, dict):
         raise ConfigError(f"{source}: a config must be a mapping of sections, got {type(data).__name__}")
     body = dict(data)
-    method = _build_method(body.pop("method", {}), source)
-    cfg = _build(TrainConfig, body, "", source)
-    cfg.method = method
-    _check_ranges(cfg, source)
-    return cfg
+    method = _parse_method(body.pop("method", {}), source)
+    return parse_section(TrainConfig, {**body, "method": method}, source)
+
+
+class _YamlLoader(yaml.SafeLoader):
+    """YAML 1.2 numbers: ``1e-6`` is a float (PyYAML's YAML 1.1 rules read it as a string)."""
+
+
+_YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YamlLoader)  # a SafeLoader: plain data only
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -333,7 +223,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not all(parts):
         raise ConfigError(f"override {text!r} must look like section.key=value (for example optim.lr=0.01)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else None
+        value = _yaml(raw) if raw.strip() else None
     except yaml.YAMLError:
         raise ConfigError(f"override {text!r}: the value is not valid YAML; quote it if it is a string") from None
     return parts, value
@@ -341,7 +231,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(data: dict[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Return a copy of ``data`` with each ``a.b=value`` override set (validation happens afterwards)."""
-    result: dict[str, Any] = _plain(data)
+    result: dict[str, Any] = copy.deepcopy(data)
     for text in overrides:
         parts, value = parse_override(text)
         node = result
@@ -367,7 +257,7 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"config file {source} cannot be read ({exc.strerror})") from None
     try:
-        data = yaml.safe_load(text)
+        data = _yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

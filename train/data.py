@@ -17,14 +17,18 @@ import urllib.request
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Annotated, ClassVar, NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
+from pydantic import Field, model_validator
 from torch.utils.data import Dataset
 
 from bitat_edge.atomic import write_bytes
+from bitat_edge.schema import Schema
+from train.errors import ConfigError, DataConfigError, DatasetError
+from train.sections import Expects, Section
 from train.transforms import (
     item_generator,
     normalize,
@@ -39,74 +43,42 @@ DATASETS = ("fashion_mnist", "cifar10", "cifar100", "imagefolder", "synthetic")
 FIXED_SIZES = {"fashion_mnist": 28, "cifar10": 32, "cifar100": 32}
 
 
-class DatasetError(RuntimeError):
-    """A dataset is missing, corrupt or misconfigured; the message says where and what to do."""
+class DataConfig(Section):
+    """Which dataset to load and how to batch and augment it (the config's ``data`` section)."""
 
+    config_key: ClassVar[str] = "data"
+    error_class: ClassVar[type[ConfigError]] = DataConfigError
 
-class DataConfigError(DatasetError, ValueError):
-    """A ``DataConfig`` value is invalid (also a ``ValueError`` for config loaders)."""
-
-
-@dataclass
-class DataConfig:
-    """Which dataset to load and how to batch and augment it."""
-
-    name: str = "fashion_mnist"  # fashion_mnist | cifar10 | cifar100 | imagefolder | synthetic
-    data_dir: str | None = None  # None: FASHION_MNIST_DIR / CIFAR_DIR, then the system location
+    name: str = "fashion_mnist"  # one of DATASETS
+    data_dir: Annotated[str | None, Expects("a path or empty")] = None  # None: FASHION_MNIST_DIR / CIFAR_DIR, then the system location
     download: bool = False  # fashion_mnist only: fetch the IDX files if absent
-    val_fraction: float = 0.1  # seeded split of the training set; 0: val is the test set
+    val_fraction: float = Field(0.1, ge=0, lt=1)  # seeded split of the training set; 0: val is the test set
     augment: bool = True
-    batch_size: int = 128
-    eval_batch_size: int = 500
-    num_workers: int = 0
-    image_size: int | None = None  # imagefolder crop (default 224); synthetic side (default 28)
-    synthetic_train: int = 256
-    synthetic_test: int = 128
-    synthetic_classes: int = 10
-    synthetic_channels: int = 1
-    eval_limit: int | None = None  # cap on test images (None: all)
+    batch_size: int = Field(128, ge=1)
+    eval_batch_size: int = Field(500, ge=1)
+    num_workers: int = Field(0, ge=0)
+    image_size: int | None = Field(None, ge=8)  # imagefolder crop (default 224); synthetic side (default 28)
+    synthetic_train: int = Field(256, ge=1)
+    synthetic_test: int = Field(128, ge=1)
+    synthetic_classes: int = Field(10, ge=2)
+    synthetic_channels: int = Field(1, ge=1)
+    eval_limit: int | None = Field(None, ge=1)  # cap on test images (None: all)
 
-    def __post_init__(self) -> None:
+    @model_validator(mode="after")
+    def _fits_the_dataset(self) -> DataConfig:
         if self.name not in DATASETS:
-            raise DataConfigError(
-                f"unknown dataset data.name={self.name!r}; choose one of: {', '.join(DATASETS)}"
-            )
-        if self.data_dir is not None and not isinstance(self.data_dir, str):
-            raise DataConfigError(f"data.data_dir must be a path or empty, got {self.data_dir!r}")
-        for name in ("download", "augment"):
-            if not isinstance(getattr(self, name), bool):
-                raise DataConfigError(f"data.{name} must be true or false, got {getattr(self, name)!r}")
-        fraction = self.val_fraction
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction < 1.0:
-            raise DataConfigError(f"data.val_fraction must be in [0, 1), got {self.val_fraction}")
-        for name, low in (
-            ("batch_size", 1),
-            ("eval_batch_size", 1),
-            ("num_workers", 0),
-            ("synthetic_train", 1),
-            ("synthetic_test", 1),
-            ("synthetic_classes", 2),
-            ("synthetic_channels", 1),
-        ):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise DataConfigError(f"data.{name} must be an integer >= {low}, got {value!r}")
-        for name, low in (("image_size", 8), ("eval_limit", 1)):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
-                raise DataConfigError(f"data.{name} must be empty or an integer >= {low}, got {value!r}")
+            raise ValueError(f"unknown dataset data.name={self.name!r}; choose one of: {', '.join(DATASETS)}")
         if self.image_size is not None and self.name in FIXED_SIZES:
-            raise DataConfigError(
-                f"data.image_size={self.image_size} does not apply to {self.name} "
-                f"(fixed {FIXED_SIZES[self.name]}x{FIXED_SIZES[self.name]}); leave it empty"
-            )
+            side = FIXED_SIZES[self.name]
+            raise ValueError(f"data.image_size={self.image_size} does not apply to {self.name} "
+                             f"(fixed {side}x{side}); leave it empty")
         if self.download and self.name != "fashion_mnist":
-            raise DataConfigError(f"data.download=true works for fashion_mnist only, not {self.name}")
+            raise ValueError(f"data.download=true works for fashion_mnist only, not {self.name}")
+        return self
 
 
-@dataclass
-class DatasetInfo:
-    """What later stages need to know about the data (recorded in the manifest)."""
+class DatasetInfo(Schema):
+    """What later stages need to know about the data (stored in checkpoints, recorded in the manifest)."""
 
     name: str
     num_classes: int
@@ -115,6 +87,11 @@ class DatasetInfo:
     mean: list[float]
     std: list[float]
     classes: list[str]
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(channels, height, width) of one model input."""
+        return self.in_channels, self.image_size, self.image_size
 
 
 @dataclass
@@ -330,7 +307,8 @@ def _load_fashion_mnist(cfg: DataConfig) -> LoadedArrays:
         )
     train_x, train_y = load_idx_pair(files["train_images"], files["train_labels"], num_classes=10)
     test_x, test_y = load_idx_pair(files["test_images"], files["test_labels"], num_classes=10)
-    info = DatasetInfo("fashion_mnist", 10, 1, 28, [0.2860], [0.3530], list(FASHION_MNIST_CLASSES))
+    info = DatasetInfo(name="fashion_mnist", num_classes=10, in_channels=1, image_size=28, mean=[0.2860], std=[0.3530],
+                       classes=list(FASHION_MNIST_CLASSES))
     return LoadedArrays(train_x, train_y, test_x, test_y, info, crop_padding=2)
 
 
@@ -534,9 +512,9 @@ def _load_cifar10(cfg: DataConfig) -> LoadedArrays:
     root = _find_cifar_dir(cfg.data_dir, "cifar-10-batches-py", "batches.meta", "CIFAR-10")
     parts = [_cifar_arrays(root / f"data_batch_{k}", b"labels", 10) for k in range(1, 6)]
     test_x, test_y = _cifar_arrays(root / "test_batch", b"labels", 10)
-    info = DatasetInfo(
-        "cifar10", 10, 3, 32, *CIFAR10_STATS, _class_names(root / "batches.meta", b"label_names", 10)
-    )
+    mean, std = CIFAR10_STATS
+    info = DatasetInfo(name="cifar10", num_classes=10, in_channels=3, image_size=32, mean=mean, std=std,
+                       classes=_class_names(root / "batches.meta", b"label_names", 10))
     train_x, train_y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     return LoadedArrays(train_x, train_y, test_x, test_y, info, crop_padding=4)
 
@@ -545,9 +523,9 @@ def _load_cifar100(cfg: DataConfig) -> LoadedArrays:
     root = _find_cifar_dir(cfg.data_dir, "cifar-100-python", "meta", "CIFAR-100")
     train_x, train_y = _cifar_arrays(root / "train", b"fine_labels", 100)
     test_x, test_y = _cifar_arrays(root / "test", b"fine_labels", 100)
-    info = DatasetInfo(
-        "cifar100", 100, 3, 32, *CIFAR100_STATS, _class_names(root / "meta", b"fine_label_names", 100)
-    )
+    mean, std = CIFAR100_STATS
+    info = DatasetInfo(name="cifar100", num_classes=100, in_channels=3, image_size=32, mean=mean, std=std,
+                       classes=_class_names(root / "meta", b"fine_label_names", 100))
     return LoadedArrays(train_x, train_y, test_x, test_y, info, crop_padding=4)
 
 
@@ -588,13 +566,13 @@ def _load_synthetic(cfg: DataConfig) -> LoadedArrays:
     test_x, test_y = make(cfg.synthetic_test)
     pixels = train_x.float().div(255).transpose(0, 1).reshape(channels, -1)
     info = DatasetInfo(
-        "synthetic",
-        classes,
-        channels,
-        side,
-        pixels.mean(1).tolist(),
-        pixels.std(1).clamp_min(1e-3).tolist(),
-        [f"class_{k}" for k in range(classes)],
+        name="synthetic",
+        num_classes=classes,
+        in_channels=channels,
+        image_size=side,
+        mean=pixels.mean(1).tolist(),
+        std=pixels.std(1).clamp_min(1e-3).tolist(),
+        classes=[f"class_{k}" for k in range(classes)],
     )
     return LoadedArrays(train_x, train_y, test_x, test_y, info, crop_padding=max(1, side // 8))
 
@@ -652,7 +630,9 @@ def _imagefolder_splits(cfg: DataConfig, seed: int) -> DataSplits:
     classes, train_samples = list_image_folder(root / "train")
     _, test_samples = list_image_folder(root / "val", classes)
     size = cfg.image_size or DEFAULT_FOLDER_SIZE
-    info = DatasetInfo("imagefolder", len(classes), 3, size, *IMAGENET_STATS, classes)
+    mean, std = IMAGENET_STATS
+    info = DatasetInfo(name="imagefolder", num_classes=len(classes), in_channels=3, image_size=size, mean=mean,
+                       std=std, classes=classes)
     train_idx, val_idx = split_indices(len(train_samples), cfg.val_fraction, seed)
     n_test = len(test_samples) if cfg.eval_limit is None else min(cfg.eval_limit, len(test_samples))
     test = FolderDataset(test_samples, np.arange(n_test), info, seed=seed, augment=False)

@@ -10,7 +10,6 @@ uninterrupted one.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import random
 import sys
@@ -28,19 +27,9 @@ from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
 from bitat_edge.atomic import write_json
-from train.checkpoint import (
-    CheckpointError,
-    build_from_checkpoint,
-    build_network,
-    capture_rng,
-    input_shape,
-    load_checkpoint,
-    load_init_weights,
-    prepare_model,
-    restore_rng,
-    save_checkpoint,
-    schedule_lengths,
-)
+from bitat_edge.layout import RunDir
+from train.assembly import assemble, build_from_checkpoint, schedule_lengths
+from train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from train.config import RESULT_NEUTRAL_KEYS, TrainConfig, config_diff
 from train.data import build_datasets
 from train.distributed import (
@@ -52,12 +41,9 @@ from train.distributed import (
     init_distributed,
     shutdown,
 )
+from train.errors import CheckpointError, ResumeError
 from train.methods import MethodContext
-from train.rundir import RunDir, peak_rss_mib, write_env, write_metrics
-
-
-class ResumeError(RuntimeError):
-    """The run directory cannot be resumed with this config."""
+from train.rundir import clear_previous, peak_rss_mib, remove_stale_temp_files, write_env, write_metrics
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float) -> float:
@@ -120,12 +106,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def data_info_dict(info: Any) -> dict[str, Any]:
-    """The dataset description stored in checkpoints (tuples become lists)."""
-    raw = dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(vars(info))
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
-
-
 class _Logger:
     """Rank-0 console lines (through tqdm so bars stay intact) and optional TensorBoard scalars."""
 
@@ -168,18 +148,14 @@ class Trainer:
         _seed_everything(cfg.seed)
 
         self.splits = build_datasets(cfg.data, cfg.seed)
-        self.data_info = data_info_dict(self.splits.info)
+        self.info = self.splits.info
         self.batch_size, self.steps_per_epoch, self.total_steps = schedule_lengths(
             cfg, len(self.splits.train), env.world_size)
         self.warmup_steps = round(cfg.optim.warmup_epochs * self.steps_per_epoch)
 
-        model = build_network(cfg, self.data_info)
-        if cfg.model.init_from:
-            load_init_weights(model, cfg.model.init_from, self.log.line)
-        model.to(device)
         self.ctx = MethodContext(device=device, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
                                  calibration_batches=self._calibration_batches, log=self.log.line)
-        self.method, self.model = prepare_model(cfg, model, self.ctx)
+        self.method, self.model = assemble(cfg, self.info, self.ctx, init_weights=True)
         self.optimizer = build_optimizer(self.model, cfg)
         self.amp = cfg.run.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -218,10 +194,10 @@ class Trainer:
         except CheckpointError as exc:
             raise CheckpointError(f"distill.teacher: {exc}") from None
         with torch.no_grad():
-            classes = teacher(torch.zeros((1, *input_shape(self.data_info)), device=self.device)).shape[1]
-        if classes != self.data_info["num_classes"]:
+            classes = teacher(torch.zeros((1, *self.info.input_shape), device=self.device)).shape[1]
+        if classes != self.info.num_classes:
             raise CheckpointError(f"distill.teacher {teacher_path} predicts {classes} classes, data "
-                                  f"{self.cfg.data.name!r} has {self.data_info['num_classes']}; pick a matching teacher")
+                                  f"{self.cfg.data.name!r} has {self.info.num_classes}; pick a matching teacher")
         for p in teacher.parameters():
             p.requires_grad_(False)
         self.log.line(f"distilling from {teacher_path} ({teacher_cfg.model.arch}, method {teacher_cfg.method.name})")
@@ -253,7 +229,7 @@ class Trainer:
             "steps_per_epoch": self.steps_per_epoch,
             "total_steps": self.total_steps,
             "config": self.cfg.to_dict(),
-            "data_info": self.data_info,
+            "data_info": self.info.to_dict(),
         }
 
     def _save(self, path: Path) -> None:
@@ -376,7 +352,7 @@ class Trainer:
                       f"val loss {val_loss:.4f} acc {100 * val_acc:.2f}% | {row['images_per_s']:.0f} img/s")
         self.log.scalars({k: v for k, v in row.items() if k not in ("epoch", "step")}, self.global_step, "epoch")
         # A method in an intermediate phase (partly binarized) never provides the best checkpoint.
-        improved = self.method.deploy_ready() and (val_count == 0 or val_acc > self.best_val)
+        improved = self.method.in_final_form() and (val_count == 0 or val_acc > self.best_val)
         if improved and val_count:
             self.best_val = val_acc
         self.epoch += 1
@@ -391,7 +367,7 @@ class Trainer:
     def finish(self) -> dict[str, Any]:
         """Evaluate best.pt on the test split and write summary.json (rank 0); return the summary."""
         if self.env.is_main and not self.run.best.is_file():
-            self.log.line("the method never reported its deploy form at an epoch end; best.pt is the final model")
+            self.log.line("the method never reached its final form at an epoch end; best.pt is the final model")
             self.best_val = self.rows[-1]["val_acc"]
             self._save(self.run.best)
         barrier(self.env)
@@ -445,9 +421,9 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool) -> dict[str, A
             check_resumable(run, cfg)
         trainer = Trainer(cfg, run.root, env, device)  # reads data and checkpoints, writes nothing
         if env.is_main:
-            run.remove_stale_temp_files()
+            remove_stale_temp_files(run)
             if not resume:
-                run.clear_previous()
+                clear_previous(run)
             cfg.save(run.config)
         if resume:
             trainer.restore()

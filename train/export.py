@@ -1,16 +1,16 @@
 """Export a trained model to ONNX in the form LCE recognises, plus everything ``convert/`` needs.
 
-The quantized layers' eval-mode forward already is the deploy form (``x - tau`` ->
+The quantized layers' eval-mode forward already is the exported form (``x - tau`` ->
 ``where(x >= 0, 1, -1)`` -> ``F.pad(value=1)`` -> conv with +/-alpha weights -> BN), so the
 TorchScript exporter writes ``Sub``, ``GreaterOrEqual``+``Where``, ``Pad`` (constant 1) and ``Conv``
 with constant weights; ``convert/`` pattern-matches those. A run export also writes the manifest
-and the preprocessed eval/calibration sets so that ``convert/`` and ``runtime/`` never need torch.
+(``bitat_edge.manifest``, schema v2) and the preprocessed eval/calibration sets so that
+``convert/`` and ``runtime/`` never need torch. File names are ``bitat_edge.layout.RunDir``'s.
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -22,9 +22,11 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from bitat_edge import __version__
+from bitat_edge import __version__, manifest
 from bitat_edge.atomic import atomic_open, write_bytes
-from bitat_edge.manifest import InputSpec, Manifest
+from bitat_edge.layout import RunDir
+from train.errors import ExportError
+from train.rundir import read_summary
 
 EXPORT_OPSET = 17
 CALIB_IMAGES = 256
@@ -33,10 +35,6 @@ PARITY_INPUTS = 4
 # output scale (plus 1e-5 absolute) is ~100x the error seen on float and binary test nets.
 ORT_RTOL = 1e-4
 ORT_ATOL = 1e-5
-
-
-class ExportError(RuntimeError):
-    """The model cannot be exported, or the exported ONNX does not compute what PyTorch computes."""
 
 
 def _as_nchw(input_shape: tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
@@ -112,50 +110,49 @@ def _save_npz(path: Path, **arrays: np.ndarray) -> Path:
     return path
 
 
-def _metrics(summary_path: Path) -> dict[str, float]:
-    if not summary_path.is_file():
+def _metrics(run: RunDir) -> dict[str, float]:
+    if not run.summary.is_file():
         return {}
-    summary = json.loads(summary_path.read_text(encoding="utf-8"))
+    summary = read_summary(run)
     return {k: v for k, v in summary.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
 
 
 def export_run(run_dir: str | os.PathLike[str]) -> Path:
-    """From ``run_dir/checkpoints/best.pt`` write ``model.onnx``, ``manifest.json``, ``eval.npz``
+    """From the run's ``checkpoints/best.pt`` write ``model.onnx``, ``manifest.json``, ``eval.npz``
     (test split: ``x`` float32 NCHW, ``y`` int64, ``torch_logits`` float32) and ``calib.npz``
-    (un-augmented training images); return the ONNX path."""
-    from train.checkpoint import build_from_checkpoint
+    (un-augmented training images); return the ONNX path. The manifest is validated before any
+    file is written."""
+    from train.assembly import build_from_checkpoint
     from train.data import build_datasets
-    from train.quant.deploy import layer_specs
+    from train.quant.specs import layer_specs
 
-    run = Path(run_dir)
-    best = run / "checkpoints" / "best.pt"
-    if not best.is_file():
-        raise ExportError(f"{best} not found; train the run first")
-    model, cfg = build_from_checkpoint(best)
+    run = RunDir(Path(run_dir))
+    if not run.best.is_file():
+        raise ExportError(f"{run.best} not found; train the run first")
+    model, cfg = build_from_checkpoint(run.best)
     splits = build_datasets(cfg.data, cfg.seed)
     info = splits.info
-    shape = (1, info.in_channels, info.image_size, info.image_size)
-    onnx_path = export_onnx(model, shape, run / "model.onnx")
+    shape = (1, *info.input_shape)
+    record = manifest.validate({
+        "model_name": cfg.name,
+        "schema_version": manifest.SCHEMA_VERSION,
+        "input": {"shape": list(shape), "layout": "NCHW", "mean": info.mean, "std": info.std},
+        "classes": info.classes,
+        "arch": cfg.model.arch,
+        "method": cfg.method.name,
+        "dataset": info.name,
+        "layers": [spec.to_dict() for spec in layer_specs(model)],
+        "metrics": _metrics(run),
+        "producer": f"bitat-edge {__version__} train.export",
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }, str(run.manifest))
+    onnx_path = export_onnx(model, shape, run.onnx)
 
     batch = cfg.data.eval_batch_size
     x_test, y_test = _stack(splits.test, cfg.data.eval_limit, batch)
-    _save_npz(run / "eval.npz", x=x_test.numpy().astype(np.float32), y=y_test.numpy().astype(np.int64),
+    _save_npz(run.eval, x=x_test.numpy().astype(np.float32), y=y_test.numpy().astype(np.int64),
               torch_logits=_logits(model, x_test, batch).astype(np.float32))
     x_calib, _ = _stack(splits.calibration, CALIB_IMAGES, batch)
-    _save_npz(run / "calib.npz", x=x_calib.numpy().astype(np.float32))
-
-    manifest = Manifest(
-        model_name=cfg.name,
-        input=InputSpec(shape=list(shape), layout="NCHW", mean=[float(m) for m in info.mean],
-                        std=[float(s) for s in info.std]),
-        classes=list(info.classes),
-        arch=cfg.model.arch,
-        method=cfg.method.name,
-        dataset=info.name,
-        layers=layer_specs(model),
-        metrics=_metrics(run / "summary.json"),
-        producer=f"bitat-edge {__version__} train.export",
-        created=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    manifest.save(run / "manifest.json")
+    _save_npz(run.calib, x=x_calib.numpy().astype(np.float32))
+    record.save(run.manifest)
     return onnx_path

@@ -1,27 +1,18 @@
-"""The run directory: file layout, environment record, metrics table, summary, and what a directory holds.
-
-```
-runs/<name>/config.yaml   resolved config, written before training
-            env.json      versions, machine, seed, git revision, command line, start time
-            metrics.csv   one row per epoch
-            checkpoints/last.pt, checkpoints/best.pt
-            summary.json  test top-1 of best.pt and run totals (present = the run finished)
-            tb/           TensorBoard events (optional)
-```
+"""What the train stage writes into a run directory besides checkpoints: the environment record,
+the metrics table and the summary; and cleaning a directory for a fresh run. The file names are
+``bitat_edge.layout.RunDir``'s.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 import os
 import platform
 import resource
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -29,67 +20,25 @@ from typing import Any
 import numpy as np
 import torch
 
+from bitat_edge import schema
 from bitat_edge.atomic import write_json, write_text
+from bitat_edge.layout import RunDir
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-@dataclass(frozen=True)
-class RunDir:
-    """Paths inside one run directory."""
+def remove_stale_temp_files(run: RunDir) -> None:
+    """Delete temp files a killed process left behind (atomic writes never touched the targets)."""
+    for folder in (run.root, run.checkpoints):
+        for temp in folder.glob(".*.tmp"):
+            temp.unlink(missing_ok=True)
 
-    root: Path
 
-    @property
-    def config(self) -> Path:
-        return self.root / "config.yaml"
-
-    @property
-    def env(self) -> Path:
-        return self.root / "env.json"
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / "metrics.csv"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def checkpoints(self) -> Path:
-        return self.root / "checkpoints"
-
-    @property
-    def last(self) -> Path:
-        return self.checkpoints / "last.pt"
-
-    @property
-    def best(self) -> Path:
-        return self.checkpoints / "best.pt"
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / "tb"
-
-    def is_finished(self) -> bool:
-        return self.summary.is_file()
-
-    def has_checkpoint(self) -> bool:
-        return self.last.is_file()
-
-    def remove_stale_temp_files(self) -> None:
-        """Delete temp files a killed process left behind (atomic writes never touched the targets)."""
-        for folder in (self.root, self.checkpoints):
-            for temp in folder.glob(".*.tmp"):
-                temp.unlink(missing_ok=True)
-
-    def clear_previous(self) -> None:
-        """Remove a previous run's results before training from scratch in the same directory."""
-        exported = ("model.onnx", "manifest.json", "eval.npz", "calib.npz")
-        for path in (self.summary, self.metrics, self.last, self.best, *(self.root / name for name in exported)):
-            path.unlink(missing_ok=True)
-        shutil.rmtree(self.tensorboard, ignore_errors=True)
+def clear_previous(run: RunDir) -> None:
+    """Remove a previous run's results before training from scratch in the same directory."""
+    for path in (run.summary, run.metrics, run.last, run.best, *run.exported):
+        path.unlink(missing_ok=True)
+    shutil.rmtree(run.tensorboard, ignore_errors=True)
 
 
 def git_revision() -> dict[str, Any]:
@@ -141,7 +90,8 @@ def write_metrics(path: Path, rows: list[dict[str, Any]]) -> Path:
 
 
 def read_summary(run: RunDir) -> dict[str, Any]:
-    return json.loads(run.summary.read_text(encoding="utf-8"))
+    """The finished run's ``summary.json`` (``SchemaError`` when it is unreadable)."""
+    return schema.read_json(run.summary, "run summary")
 
 
 def peak_rss_mib() -> float:

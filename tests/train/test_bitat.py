@@ -93,9 +93,9 @@ def test_binary_patches_are_the_one_padded_im2col_of_the_binarized_input():
     xb = F.pad(qf.sign(x - layer.input_quantizer.threshold), (1, 1, 1, 1), value=1.0)
     expected = F.unfold(xb, 3).transpose(1, 2).reshape(-1, 27)
     assert torch.equal(patches, expected)
-    # Patch d of position p times the flattened weight is the deployed conv's output.
+    # Patch d of position p times the flattened weight is the eval conv's output.
     out = layer.eval()(x)
-    w = layer.deployed_weight.flatten(1)
+    w = layer.eval_weight.flatten(1)
     assert torch.allclose((patches @ w.T).view(2, 25, 4).transpose(1, 2).reshape(2, 4, 5, 5), out, atol=1e-5)
     sub = binary_patches(layer, x, max_patches=7, generator=torch.Generator().manual_seed(0))
     assert sub.shape == (7, 27)
@@ -141,8 +141,11 @@ def test_stages_group_layers_bottom_to_top():
     )
     assert s.stage_steps == 5 and s.finetune_start == 15
     assert [s.stages_started(k) for k in (0, 4, 5, 9, 10, 39)] == [1, 1, 2, 2, 3, 3]
+    def binary_layers(step: int) -> list[str]:
+        return [name for stage in s.stages[: s.stages_started(step)] for name in stage]
+
     assert (
-        s.binary_layers(4) == names[:3] and s.binary_layers(5) == names[:4] and s.binary_layers(10) == names
+        binary_layers(4) == names[:3] and binary_layers(5) == names[:4] and binary_layers(10) == names
     )
     with pytest.raises(ValueError, match="needs 45 steps .* but the run has 40"):
         StageSchedule.build(
@@ -212,7 +215,7 @@ def test_bitat_binarizes_bottom_to_top_at_the_stage_steps():
     assert trace[4] == trace[7] == ["conv1", "conv2"]
     assert trace[8] == trace[15] == ["conv1", "conv2", "conv3"]
     metrics = method.step_metrics()
-    assert metrics["stage"] == 3 and metrics["binary_layers"] == 3 and method.deploy_ready()
+    assert metrics["stage"] == 3 and metrics["binary_layers"] == 3 and method.in_final_form()
     assert set(method.stats) == {"conv3"} and set(method.stats["conv3"]) == {"corr", "basis", "importance"}
 
 

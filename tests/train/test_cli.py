@@ -167,7 +167,7 @@ def test_python_dash_m_entry_point():
     assert "--reuse" in result.stdout and "--set" in result.stdout
 
 
-def test_run_with_export_leaves_the_deploy_inputs(tmp_path):
+def test_run_with_export_leaves_the_convert_inputs(tmp_path):
     out = tmp_path / "run"
     result = invoke("run", "--config", SMOKE, "--out", str(out), "--set", "run.export=true", "--set", "run.max_steps=3")
     assert result.exit_code == 0, result.output
@@ -180,3 +180,64 @@ def test_run_with_export_leaves_the_deploy_inputs(tmp_path):
     again = invoke("run", "--config", SMOKE, "--out", str(out), "--no-resume", "--set", "run.max_steps=3")
     assert again.exit_code == 0, again.output
     assert not (out / "model.onnx").exists() and not (out / "manifest.json").exists()
+
+
+@pytest.mark.parametrize(
+    ("override", "fragment"),
+    [
+        ("method.importanse=false", "unknown config key 'method.importanse'; valid keys in 'method' for method 'bitat'"),
+        ("method.activation=aprox_sign", "config key 'method.activation' must name a quantizer for activations "
+                                         "(unknown quantizer 'aprox_sign'"),
+        ("method.weight=approx_sign", "'approx_sign' binarizes activations, not weights"),
+    ],
+)
+def test_method_option_mistakes_fail_before_any_dataset_is_opened(tmp_path, monkeypatch, override, fragment):
+    from train import data, engine
+
+    def opened(*_args, **_kwargs):
+        raise AssertionError("a dataset was opened before the config was validated")
+
+    monkeypatch.setattr(data, "build_datasets", opened)
+    monkeypatch.setattr(engine, "build_datasets", opened)
+    out = tmp_path / "run"
+    # Fashion-MNIST in a folder that does not exist: reading data would fail with another message.
+    args = ["run", "--config", SMOKE, "--out", str(out), "--data-dir", str(tmp_path / "no-such-folder"),
+            "--set", "data.name=fashion_mnist", "--set", "data.image_size=null", "--set", "method.name=bitat"]
+    assert_user_error(invoke(*args, "--set", override), fragment)
+    assert not out.exists()
+    # Without the mistake the same command does reach the dataset builder: the guard above is live.
+    with pytest.raises(AssertionError, match="a dataset was opened"):
+        invoke(*args)
+
+
+def _run_with_checkpoint(finished: Path, folder: Path, edit) -> Path:
+    """A copy of the finished run's best.pt, changed by ``edit(state)``, in ``folder/checkpoints``."""
+    import torch
+
+    state = torch.load(finished / "checkpoints" / "best.pt", weights_only=True)
+    edit(state)
+    (folder / "checkpoints").mkdir(parents=True)
+    torch.save(state, folder / "checkpoints" / "best.pt")
+    return folder
+
+
+def test_checkpoint_mistakes_are_one_line_errors(finished, tmp_path):
+    corrupt = tmp_path / "corrupt"
+    (corrupt / "checkpoints").mkdir(parents=True)
+    (corrupt / "checkpoints" / "best.pt").write_bytes(b"PK\x03\x04 not a checkpoint")
+    for command in ("eval", "export"):
+        assert_user_error(invoke(command, str(corrupt)), "best.pt is corrupt or not a bitat-edge checkpoint")
+    future = _run_with_checkpoint(finished, tmp_path / "future", lambda state: state["config"].update(version=2))
+    assert_user_error(invoke("eval", str(future), "--device", "cpu"),
+                      "best.pt (stored config): config key 'version' must be 1")
+    bad_info = _run_with_checkpoint(finished, tmp_path / "info",
+                                    lambda state: state["data_info"].update(in_channels="one"))
+    assert_user_error(invoke("export", str(bad_info)), "best.pt (data_info): field 'in_channels'")
+    assert not (bad_info / "model.onnx").exists()
+
+
+def test_run_record_mistakes_are_one_line_errors(finished, tmp_path):
+    run = _run_with_checkpoint(finished, tmp_path / "run", lambda state: None)
+    (run / "summary.json").write_text('{"test_top1": 0.5,')
+    assert_user_error(invoke("export", str(run)), "summary.json: not valid JSON")
+    assert not (run / "model.onnx").exists() and not (run / "manifest.json").exists()

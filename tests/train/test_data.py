@@ -3,7 +3,6 @@ path against a local HTTP server, splits, and deterministic augmentation."""
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import gzip
 import http.server
@@ -72,7 +71,7 @@ def fmnist(folder: Path, **overrides) -> DataConfig:
 
 
 def test_config_fields_are_the_documented_api() -> None:
-    fields = {f.name: f.default for f in dataclasses.fields(DataConfig)}
+    fields = {name: f.default for name, f in DataConfig.model_fields.items()}
     assert fields == {
         "name": "fashion_mnist", "data_dir": None, "download": False, "val_fraction": 0.1, "augment": True,
         "batch_size": 128, "eval_batch_size": 500, "num_workers": 0, "image_size": None, "synthetic_train": 256,
@@ -277,7 +276,7 @@ def test_real_fashion_mnist() -> None:
     assert torch.bincount(splits.test.labels).tolist() == [1000] * 10
     batch = torch.stack([splits.test[i][0] for i in range(0, 10000, 10)])
     assert abs(float(batch.mean())) < 0.05 and abs(float(batch.std()) - 1) < 0.05
-    assert len(build_datasets(dataclasses.replace(cfg, eval_limit=100), seed=0).test) == 100
+    assert len(build_datasets(cfg.model_copy(update={"eval_limit": 100}), seed=0).test) == 100
 
 
 # --------------------------------------------------------------------------- augmentation
@@ -502,7 +501,7 @@ def test_synthetic_sizes_and_determinism() -> None:
     assert sorted(splits.test[i][1] for i in range(10)) == sorted(other.test[i][1] for i in range(10))
     eval_batch = torch.stack([splits.calibration[i][0] for i in range(30)])
     assert abs(float(eval_batch.mean())) < 0.2
-    assert len(build_datasets(dataclasses.replace(cfg, val_fraction=0), seed=0).val) == 10  # val is test
+    assert len(build_datasets(cfg.model_copy(update={"val_fraction": 0.0}), seed=0).val) == 10  # val is test
 
 
 @pytest.fixture

@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
+from train.assembly import build_from_checkpoint
 from train.checkpoint import (
     CheckpointError,
-    build_from_checkpoint,
     capture_rng,
     load_checkpoint,
     restore_rng,
@@ -250,12 +250,12 @@ def test_tensorboard_events_written(tmp_path):
     assert list((tmp_path / "tb").glob("events.out.tfevents.*"))
 
 
-def test_best_checkpoint_only_from_deploy_form(tmp_path, monkeypatch):
-    """A method in an intermediate phase (deploy_ready False) never provides best.pt."""
+def test_best_checkpoint_only_from_the_final_form(tmp_path, monkeypatch):
+    """A method in an intermediate phase (in_final_form False) never provides best.pt."""
     from train.methods import Method
 
     answers = iter([False, False, True, True])
-    monkeypatch.setattr(Method, "deploy_ready", lambda self: next(answers))
+    monkeypatch.setattr(Method, "in_final_form", lambda self: next(answers))
     result = train(smoke_config("optim.epochs=4"), tmp_path, resume=False)
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["epoch"] in (3, 4)
     rows = list(csv.DictReader((tmp_path / "metrics.csv").open()))
@@ -265,7 +265,7 @@ def test_best_checkpoint_only_from_deploy_form(tmp_path, monkeypatch):
 def test_best_checkpoint_falls_back_to_the_final_model(tmp_path, monkeypatch):
     from train.methods import Method
 
-    monkeypatch.setattr(Method, "deploy_ready", lambda self: False)
+    monkeypatch.setattr(Method, "in_final_form", lambda self: False)
     result = train(smoke_config(), tmp_path, resume=False)
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["global_step"] == 14
     assert result["best_epoch"] == 2

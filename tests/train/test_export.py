@@ -1,7 +1,7 @@
 """PyTorch -> ONNX export in the LCE form, and PyTorch vs ONNX Runtime vs LCE on exported models.
 
 These tests use torch (the export side); the convert stage itself is tested without torch in
-tests/convert. The deploy-form test net mirrors train/quant's eval forward: ``x - tau`` ->
+tests/convert. The exported-form test net mirrors train/quant's eval forward: ``x - tau`` ->
 ``where(x >= 0, 1, -1)`` -> ``F.pad(value=1)`` -> conv with +/-alpha weights -> BN (+ residual).
 """
 
@@ -25,8 +25,8 @@ from train.export import ExportError, export_onnx
 REPO = Path(__file__).resolve().parents[2]
 
 
-class DeployBinaryConv(nn.Module):
-    """A binary conv in the deploy form, with fixed random threshold, signs and per-channel scales."""
+class ExportedBinaryConv(nn.Module):
+    """A binary conv in the exported form, with fixed random threshold, signs and per-channel scales."""
 
     def __init__(self, cin: int, cout: int, k: int, stride: int, gen: torch.Generator) -> None:
         super().__init__()
@@ -49,7 +49,7 @@ class DeployBinaryConv(nn.Module):
         return self.bn(F.conv2d(xb, self.weight, stride=self.stride))
 
 
-class DeployMatrix(nn.Module):
+class ExportedMatrix(nn.Module):
     """Binary k 1/3/5/7 x stride 1/2 on an even (8) and an odd (7) input, residual where shapes allow."""
 
     def __init__(self, ch: int = 32) -> None:
@@ -57,7 +57,7 @@ class DeployMatrix(nn.Module):
         gen = torch.Generator().manual_seed(0)
         self.stem = nn.Conv2d(ch, ch, 2)  # 8x8 -> 7x7 gives the odd input
         self.configs = list(itertools.product((8, 7), (1, 3, 5, 7), (1, 2)))
-        self.convs = nn.ModuleList(DeployBinaryConv(ch, ch, k, s, gen) for _, k, s in self.configs)
+        self.convs = nn.ModuleList(ExportedBinaryConv(ch, ch, k, s, gen) for _, k, s in self.configs)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         odd = self.stem(x)
@@ -70,7 +70,7 @@ class DeployMatrix(nn.Module):
 
 
 def test_export_writes_the_lce_form(tmp_path):
-    model = DeployMatrix(ch=8).eval()
+    model = ExportedMatrix(ch=8).eval()
     path = export_onnx(model, (8, 8, 8), tmp_path / "m.onnx")
     proto = onnx.load(str(path))
     ops = {n.op_type for n in proto.graph.node}
@@ -87,7 +87,7 @@ def test_export_writes_the_lce_form(tmp_path):
 
 
 def test_export_rejects_bad_shapes_and_old_opsets(tmp_path):
-    model = DeployMatrix(ch=8)
+    model = ExportedMatrix(ch=8)
     with pytest.raises(ExportError, match="batch 1"):
         export_onnx(model, (2, 8, 8, 8), tmp_path / "m.onnx")
     with pytest.raises(ExportError, match="opset"):
@@ -96,13 +96,13 @@ def test_export_rejects_bad_shapes_and_old_opsets(tmp_path):
 
 
 @pytest.mark.slow
-def test_pytorch_onnxruntime_lce_agree_on_deploy_matrix(tmp_path):
+def test_pytorch_onnxruntime_lce_agree_on_the_exported_matrix(tmp_path):
     from convert import engines
     from convert.keras_builder import build_keras_model
     from convert.lce import convert_lce, op_histogram
     from convert.onnx_graph import load_graph
 
-    model = DeployMatrix().eval()
+    model = ExportedMatrix().eval()
     path = export_onnx(model, (32, 8, 8), tmp_path / "m.onnx")
     built = build_keras_model(load_graph(path))
     flatbuffer = convert_lce(built.model)

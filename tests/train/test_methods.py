@@ -8,14 +8,14 @@ import pytest
 import torch
 
 from train import methods
-from train.checkpoint import build_from_checkpoint
+from train.assembly import build_from_checkpoint
 from train.config import ConfigError, load_config
 from train.engine import train
 from train.methods import MethodContext
 from train.methods.ste import SteConfig
 from train.models import build_model
 from train.quant.calibrate import observe_inputs
-from train.quant.deploy import layer_specs
+from train.quant.specs import layer_specs
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke_synthetic.yaml"
@@ -51,7 +51,7 @@ def _ste(**options):
 
 def test_ste_binarizes_every_eligible_layer_at_step_zero_with_calibrated_thresholds():
     model, method, ctx, data = _ste(calibration_batches=3)
-    assert list(method.layers) == ["conv1", "conv2", "conv3"] and not method.deploy_ready()
+    assert list(method.layers) == ["conv1", "conv2", "conv3"] and not method.in_final_form()
     float_means = {}
 
     def observe(name, x):
@@ -59,7 +59,7 @@ def test_ste_binarizes_every_eligible_layer_at_step_zero_with_calibrated_thresho
 
     observe_inputs(model, method.layers, data, observe)
     method.on_step_start(0, model, ctx)
-    assert all(m.is_binary for m in method.layers.values()) and method.deploy_ready()
+    assert all(m.is_binary for m in method.layers.values()) and method.in_final_form()
     for name, layer in method.layers.items():
         expected = torch.stack(float_means[name]).mean(0).float()
         assert torch.allclose(layer.input_quantizer.threshold.flatten(), expected, atol=1e-5)
@@ -77,11 +77,11 @@ def test_ste_two_step_binarizes_activations_first_then_weights():
     model, method, ctx, _ = _ste(two_step=True, two_step_fraction=0.3)
     method.on_step_start(0, model, ctx)
     assert all(m.quantize_input and not m.quantize_weight for m in method.layers.values())
-    assert not method.deploy_ready()
+    assert not method.in_final_form()
     method.on_step_start(2, model, ctx)
     assert not any(m.quantize_weight for m in method.layers.values())
     method.on_step_start(3, model, ctx)
-    assert all(m.is_binary for m in method.layers.values()) and method.deploy_ready()
+    assert all(m.is_binary for m in method.layers.values()) and method.in_final_form()
     state = method.state_dict()
     _, fresh, _, _ = _ste(two_step=True, two_step_fraction=0.3)
     fresh.load_state_dict(state)

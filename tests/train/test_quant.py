@@ -1,4 +1,4 @@
-"""The binarization library: sign, STEs, scales, quantizer registry, QuantConv2d, deploy form, ONNX form."""
+"""The binarization library: sign, STEs, scales, quantizer registry, QuantConv2d, its eval (exported) form, ONNX form."""
 
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ from torch import nn
 from train.models import build_model
 from train.quant import functional as qf
 from train.quant import quantizers as qz
-from train.quant.deploy import layer_specs
-from train.quant.layers import QuantConv2d
+from train.quant.layers import QuantConv2d, explicit_pads
+from train.quant.specs import layer_specs
 from train.quant.summary import model_summary, summary_dict
 from train.quant.surgery import eligible_layers, quantize_eligible
 
@@ -168,26 +168,28 @@ def test_one_padding_pads_the_binarized_input_with_plus_one():
     assert not torch.allclose(layer(x), zero_padded)  # the border really differs
 
 
-def test_deploy_form_weights_are_exactly_plus_minus_scale_per_channel():
+def test_eval_forward_is_the_exported_form_with_plus_minus_scale_weights():
     conv = _conv(padding=1)
     layer = QuantConv2d.from_conv(
         conv,
         input_quantizer=qz.get("approx_sign")(channels=4),
         weight_quantizer=qz.get("magnitude_aware_sign")(),
     )
+    layer.set_quantized(input=True, weight=True)
     with torch.no_grad():
         layer.input_quantizer.threshold.uniform_(-0.2, 0.2)
-    form = layer.deploy_form()
-    assert form.binary and form.pad_value == 1.0 and form.pads == (1, 1, 1, 1)
-    w = form.weight.flatten(1)
-    assert torch.equal(w.abs(), form.scale[:, None].expand_as(w))
-    assert torch.equal(form.scale, conv.weight.detach().abs().flatten(1).mean(1))
+    layer.eval()
+    assert layer.is_binary and layer.pad_value == 1.0 and explicit_pads(layer) == (1, 1, 1, 1)
+    w = layer.eval_weight.flatten(1)
+    scale = conv.weight.detach().abs().flatten(1).mean(1)
+    assert torch.equal(w.abs(), scale[:, None].expand_as(w))
     assert torch.equal(torch.sign(w), qf.sign(conv.weight.detach().flatten(1)))
-    # The eval forward computes exactly the deploy form.
+    # The eval forward computes exactly the exported form: sign(x - tau) -> pad with +1 -> conv with +/-scale.
     x = torch.randn(2, 4, 8, 8)
-    xb = qf.sign(x - form.threshold.view(1, -1, 1, 1))
-    manual = F.conv2d(F.pad(xb, form.pads, value=form.pad_value), form.weight, form.bias, form.stride)
-    assert torch.equal(layer.eval()(x), manual)
+    xb = qf.sign(x - layer.input_quantizer.threshold.detach())
+    manual = F.conv2d(F.pad(xb, (1, 1, 1, 1), value=1.0), layer.eval_weight, layer.bias, layer.stride)
+    assert torch.equal(layer(x), manual)
+    assert torch.equal(layer.binarized_input(x), F.pad(xb, (1, 1, 1, 1), value=1.0))
 
 
 def test_quantization_switches_travel_in_the_state_dict():

@@ -2,18 +2,24 @@
 
 A method is a policy that (1) swaps layers of a float model for quantized ones, (2) may add
 loss terms, (3) may run a schedule over training steps (BiTAT's bottom-to-top progression),
-and (4) leaves every quantized layer in the one deploy form the exporter understands
-(see ``train.quant``). Adding a method touches neither the engine nor the exporter.
+and (4) leaves every quantized layer in the one eval form the exporter traces (see
+``train.quant``). Its options are a ``MethodConfig``, validated when the config is parsed (before
+any data is read). Adding a method touches neither the engine nor the exporter.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from functools import partial
+from typing import Annotated, Any, ClassVar
 
 import torch
+from pydantic import AfterValidator
 from torch import nn
+
+from train.quant.quantizers import check_role
+from train.sections import Section
 
 
 @dataclass
@@ -32,9 +38,23 @@ class MethodContext:
     log: Callable[[str], None] = print
 
 
-@dataclass
-class MethodConfig:
-    """Base for a method's typed options (subclass with a @dataclass per method)."""
+class MethodConfig(Section):
+    """Base of a method's typed options (the ``method`` section's keys beside ``name``)."""
+
+    config_key: ClassVar[str] = "method"
+
+
+def _quantizer_for(name: str, role: str) -> str:
+    try:
+        return check_role(name, role)
+    except ValueError as exc:
+        raise ValueError(f"must name a quantizer for {role}s ({exc})") from None
+
+
+ActivationQuantizer = Annotated[str, AfterValidator(partial(_quantizer_for, role="activation"))]
+"""A method option naming a registered quantizer that may binarize activations."""
+WeightQuantizer = Annotated[str, AfterValidator(partial(_quantizer_for, role="weight"))]
+"""A method option naming a registered quantizer that may binarize weights."""
 
 
 class Method:
@@ -59,9 +79,9 @@ class Method:
         """A loss term added to the task loss for the current step, or None."""
         return None
 
-    def deploy_ready(self) -> bool:
-        """True once the model is in its final (deploy) form; a partly binarized model of an earlier
-        phase must not become the run's best checkpoint however well it scores."""
+    def in_final_form(self) -> bool:
+        """True once every layer the method quantizes is quantized (the form that is exported); a partly
+        binarized model of an earlier phase must not become the run's best checkpoint however well it scores."""
         return True
 
     def step_metrics(self) -> dict[str, float]:

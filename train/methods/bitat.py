@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import nn
 
-from train.methods.base import Method, MethodConfig, MethodContext
+from train.methods.base import ActivationQuantizer, Method, MethodConfig, MethodContext, WeightQuantizer
 from train.quant.calibrate import init_thresholds, observe_inputs
 from train.quant.importance import (
     CorrelationMeter,
@@ -31,11 +31,10 @@ from train.quant.importance import (
     regularizer,
 )
 from train.quant.layers import QuantConv2d
-from train.quant.schedule import GRANULARITIES, StageSchedule, group_stages
+from train.quant.schedule import Granularity, StageSchedule, group_stages
 from train.quant.surgery import quantize_eligible
 
 
-@dataclass
 class BitatConfig(MethodConfig):
     """Options of ``bitat``.
 
@@ -49,32 +48,23 @@ class BitatConfig(MethodConfig):
     ``sign_choice_max_dim`` keep sign(w)). Quantizers: as ``ste``.
     """
 
-    granularity: str = "block"
-    epochs_per_stage: float = 0.2
-    finetune_epochs: float = 1.0
-    calibration_batches: int = 4
-    max_patches: int = 4096
-    eps: float = 1e-4
-    beta_ratio: float = 0.1
+    granularity: Granularity = "block"
+    epochs_per_stage: float = Field(0.2, gt=0)
+    finetune_epochs: float = Field(1.0, ge=0)
+    calibration_batches: int = Field(4, ge=1)
+    max_patches: int = Field(4096, ge=1)
+    eps: float = Field(1e-4, ge=0)
+    beta_ratio: float = Field(0.1, ge=0)
     importance: bool = True
     progressive: bool = True
     sign_choice: bool = False
     sign_choice_max_dim: int = 1200
     gradient_weighting: bool = False
-    activation: str = "approx_sign"
-    weight: str = "magnitude_aware_sign"
+    activation: ActivationQuantizer = "approx_sign"
+    weight: WeightQuantizer = "magnitude_aware_sign"
     threshold: bool = True
     pad_value: float = 1.0
     seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.granularity not in GRANULARITIES:
-            raise ValueError(f"method.granularity must be one of {', '.join(GRANULARITIES)}, got {self.granularity!r}")
-        for key in ("calibration_batches", "max_patches"):
-            if getattr(self, key) < 1:
-                raise ValueError(f"method.{key} must be >= 1, got {getattr(self, key)}")
-        if self.beta_ratio < 0 or self.eps < 0:
-            raise ValueError(f"method.beta_ratio and method.eps must be >= 0, got {self.beta_ratio} and {self.eps}")
 
 
 @contextlib.contextmanager
@@ -242,7 +232,7 @@ class BitatMethod(Method):
         self._reg = reg.detach()
         return self.beta * reg
 
-    def deploy_ready(self) -> bool:
+    def in_final_form(self) -> bool:
         return self.schedule is not None and self.started == len(self.schedule.stages)
 
     def step_metrics(self) -> dict[str, float]:

@@ -4,18 +4,17 @@ binary activations only for the first ``two_step_fraction`` of the steps, then w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field
 from torch import nn
 
-from train.methods.base import Method, MethodConfig, MethodContext
+from train.methods.base import ActivationQuantizer, Method, MethodConfig, MethodContext, WeightQuantizer
 from train.quant.calibrate import init_thresholds
 from train.quant.layers import QuantConv2d
 from train.quant.surgery import quantize_eligible
 
 
-@dataclass
 class SteConfig(MethodConfig):
     """Options of ``ste``.
 
@@ -24,19 +23,13 @@ class SteConfig(MethodConfig):
     ``calibration_batches`` batches (0: start at 0). ``pad_value``: padding of binary inputs.
     """
 
-    activation: str = "approx_sign"
-    weight: str = "magnitude_aware_sign"
+    activation: ActivationQuantizer = "approx_sign"
+    weight: WeightQuantizer = "magnitude_aware_sign"
     threshold: bool = True
-    calibration_batches: int = 8
+    calibration_batches: int = Field(8, ge=0)
     pad_value: float = 1.0
     two_step: bool = False
-    two_step_fraction: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.two_step_fraction < 1.0:
-            raise ValueError(f"method.two_step_fraction must be in (0, 1), got {self.two_step_fraction}")
-        if self.calibration_batches < 0:
-            raise ValueError(f"method.calibration_batches must be >= 0, got {self.calibration_batches}")
+    two_step_fraction: float = Field(0.5, gt=0, lt=1)
 
 
 class SteMethod(Method):
@@ -77,7 +70,7 @@ class SteMethod(Method):
             if self.config.two_step:
                 ctx.log(f"ste: step {step}, weights binary too")
 
-    def deploy_ready(self) -> bool:
+    def in_final_form(self) -> bool:
         return self.started and self.weights_on
 
     def step_metrics(self) -> dict[str, float]:

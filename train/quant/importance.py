@@ -12,21 +12,15 @@ import torch
 import torch.nn.functional as F
 
 from train.quant import functional as qf
-from train.quant.layers import QuantConv2d, explicit_pads
+from train.quant.layers import QuantConv2d
 
 
 def binary_patches(
     layer: QuantConv2d, x: torch.Tensor, max_patches: int, generator: torch.Generator | None = None
 ) -> torch.Tensor:
-    """The im2col patches ``(P, D)`` of the layer's *binarized* input ``sign(x - tau)``, one-padded
-    as deployed; at most ``max_patches`` of them, drawn uniformly without replacement."""
-    quantizer = layer.input_quantizer
-    if quantizer is not None and quantizer.threshold is not None:
-        x = x - quantizer.threshold
-    xb = qf.sign(x)
-    pads = explicit_pads(layer)
-    if any(pads):
-        xb = F.pad(xb, pads, value=layer.pad_value)
+    """The im2col patches ``(P, D)`` of the layer's binarized, one-padded input
+    (``QuantConv2d.binarized_input``); at most ``max_patches`` of them, drawn uniformly without replacement."""
+    xb = layer.binarized_input(x)
     cols = F.unfold(xb, layer.kernel_size, dilation=layer.dilation, stride=layer.stride)  # (N, D, L)
     patches = cols.transpose(1, 2).reshape(-1, cols.shape[1])
     if patches.shape[0] > max_patches:

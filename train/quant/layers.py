@@ -4,42 +4,20 @@ With no quantizer active it runs ``nn.Conv2d.forward`` itself (bit-for-bit the f
 the input quantizer active it pads the *binarized* input with ``pad_value`` (+1 by default, LCE's
 fast "same-one" mode) and convolves with ``padding=0``. Which quantizers are active is switchable
 at run time and is part of the module's ``state_dict`` (as extra state), so a checkpoint restores
-a partly binarized model exactly. The eval-mode forward is the deploy form (``deploy_form``).
+a partly binarized model exactly. The eval-mode forward is what the exporter traces: ``sign(x - tau)``
+-> pad with ``pad_value`` -> conv with the cached ``+/-alpha`` weight (``eval_weight``).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bitat_edge.precision import FLOAT_BITS, Precision
 from train.quant.quantizers import Quantizer
-
-
-@dataclass
-class DeployForm:
-    """How a conv layer is deployed, independent of the method that trained it.
-
-    ``binary`` means binary input and binary weight: ``weight`` is then exactly ``+/-scale[o]``
-    per output channel; the input is ``sign(x - threshold)`` padded with ``pad_value``
-    (``pads`` = left, right, top, bottom) and convolved without further padding.
-    """
-
-    binary: bool
-    binary_input: bool
-    binary_weight: bool
-    weight: torch.Tensor
-    bias: torch.Tensor | None
-    scale: torch.Tensor | None
-    threshold: torch.Tensor | None
-    pad_value: float
-    pads: tuple[int, int, int, int]
-    stride: tuple[int, int]
-    dilation: tuple[int, int]
-    groups: int
 
 
 def explicit_pads(conv: nn.Conv2d) -> tuple[int, int, int, int]:
@@ -77,7 +55,7 @@ class QuantConv2d(nn.Conv2d):
         self.quantize_weight = weight_quantizer is not None
         # Eval mode convolves with this cached +/-alpha weight: a plain tensor, so ONNX export writes
         # it as a constant initializer (and folds the following BatchNorm into it).
-        self.register_buffer("deployed_weight", None, persistent=False)
+        self.register_buffer("eval_weight", None, persistent=False)
 
     @classmethod
     def from_conv(
@@ -124,9 +102,17 @@ class QuantConv2d(nn.Conv2d):
             self.quantize_weight = weight
 
     @property
+    def precision(self) -> Precision:
+        """Weight and input bits as the layer runs now: the active quantizers' bits, else 32 (float)."""
+        return Precision(
+            self.weight_quantizer.precision if self.quantize_weight else FLOAT_BITS,
+            self.input_quantizer.precision if self.quantize_input else FLOAT_BITS,
+        )
+
+    @property
     def is_binary(self) -> bool:
         """Both input and weight binarized (what LCE runs as a binary conv)."""
-        return self.quantize_input and self.quantize_weight
+        return self.precision.is_binary
 
     def quantized_weight(self) -> torch.Tensor:
         """The weight the forward uses (``+/-alpha`` when the weight quantizer is on)."""
@@ -135,21 +121,30 @@ class QuantConv2d(nn.Conv2d):
         if self.training:
             return self.weight_quantizer(self.weight)
         if not torch.jit.is_tracing():
-            self._refresh_deployed_weight()
-        return self.deployed_weight
+            self._refresh_eval_weight()
+        return self.eval_weight
 
     @torch.no_grad()
-    def _refresh_deployed_weight(self) -> None:
+    def _refresh_eval_weight(self) -> None:
         was_training = self.weight_quantizer.training
         self.weight_quantizer.eval()
-        self.deployed_weight = self.weight_quantizer(self.weight).detach()
+        self.eval_weight = self.weight_quantizer(self.weight).detach()
         self.weight_quantizer.train(was_training)
 
     def train(self, mode: bool = True) -> QuantConv2d:
         super().train(mode)
         if not mode and self.quantize_weight:
-            self._refresh_deployed_weight()  # fresh before an export traces the eval forward
+            self._refresh_eval_weight()  # fresh before an export traces the eval forward
         return self
+
+    def binarized_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` as the binary conv sees it: the input quantizer's output (``sign(x - tau)``), padded with
+        ``pad_value`` to the conv's padding. Applies the quantizer whether or not it is switched on."""
+        if self.input_quantizer is None:
+            raise ValueError("QuantConv2d: no input_quantizer was given, the input cannot be binarized")
+        xb = self.input_quantizer(x)
+        pads = explicit_pads(self)
+        return F.pad(xb, pads, value=self.pad_value) if any(pads) else xb
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.quantize_input or self.quantize_weight):
@@ -157,38 +152,7 @@ class QuantConv2d(nn.Conv2d):
         weight = self.quantized_weight()
         if not self.quantize_input:
             return self._conv_forward(x, weight, self.bias)
-        xb = self.input_quantizer(x)
-        pads = explicit_pads(self)
-        if any(pads):
-            xb = F.pad(xb, pads, value=self.pad_value)
-        return F.conv2d(xb, weight, self.bias, self.stride, 0, self.dilation, self.groups)
-
-    @torch.no_grad()
-    def deploy_form(self) -> DeployForm:
-        """The deployed layer: eval-mode weights, threshold and padding (see ``DeployForm``)."""
-        weight = self.weight.detach().clone()
-        scale = None
-        if self.quantize_weight:
-            self._refresh_deployed_weight()
-            weight = self.deployed_weight.clone()
-            scale = weight.flatten(1).abs().amax(dim=1)
-        threshold = None
-        if self.quantize_input and self.input_quantizer.threshold is not None:
-            threshold = self.input_quantizer.threshold.detach().flatten().clone()
-        return DeployForm(
-            binary=self.is_binary,
-            binary_input=self.quantize_input,
-            binary_weight=self.quantize_weight,
-            weight=weight,
-            bias=None if self.bias is None else self.bias.detach().clone(),
-            scale=scale,
-            threshold=threshold,
-            pad_value=self.pad_value if self.quantize_input else 0.0,
-            pads=explicit_pads(self),
-            stride=tuple(self.stride),
-            dilation=tuple(self.dilation),
-            groups=self.groups,
-        )
+        return F.conv2d(self.binarized_input(x), weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     # The on/off switches travel in the state_dict as a tensor [input, weight] (a tensor, not a
     # dict, because the TorchScript ONNX exporter detaches every state_dict entry).

@@ -4,7 +4,9 @@ Activation quantizers binarize ``x - tau`` with an optional learnable per-channe
 ``tau`` (ReActNet's RSign; needed after non-negative activations, else every input is +1).
 Weight quantizers binarize the latent weight, optionally with the per-output-channel scale
 ``alpha_o = mean|w_o|``. In training mode the STEs of ``functional`` carry the gradient; in eval
-mode every quantizer is the plain ``sign`` so that the eval forward is the deploy form.
+mode every quantizer is the plain ``sign`` so that the eval forward is the exported form. Each
+quantizer declares the bits it produces (``precision``, as larq quantizers do); ``QuantConv2d``
+reads its layer's ``bitat_edge.precision.Precision`` from them.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import torch
 from torch import nn
 
 from train.quant import functional as qf
-
-_REGISTRY: dict[str, type[Quantizer]] = {}
+from train.registry import Registry
 
 
 class Quantizer(nn.Module):
@@ -24,6 +25,7 @@ class Quantizer(nn.Module):
 
     name: ClassVar[str] = ""
     role: ClassVar[str] = "any"  # "activation", "weight" or "any": what the quantizer may binarize
+    precision: ClassVar[int] = 1  # bits of what it produces (1: +/-1, or +/-alpha per channel)
 
     def __init__(self, channels: int = 0) -> None:
         super().__init__()
@@ -55,27 +57,19 @@ class Quantizer(nn.Module):
         return from_config(config)
 
 
-def register(cls: type[Quantizer]) -> type[Quantizer]:
-    """Class decorator: make a quantizer reachable by ``cls.name``."""
-    if not cls.name:
-        raise ValueError(f"quantizer class {cls.__qualname__} has no name; set the class attribute 'name'")
-    if cls.name in _REGISTRY:
-        raise ValueError(f"quantizer name {cls.name!r} is already registered (by {_REGISTRY[cls.name].__qualname__})")
-    _REGISTRY[cls.name] = cls
-    return cls
+_quantizers: Registry[type[Quantizer]] = Registry("quantizer")
+register = _quantizers.register
+available = _quantizers.available
+get = _quantizers.get
 
 
-def available() -> list[str]:
-    """The names of all registered quantizers."""
-    return sorted(_REGISTRY)
-
-
-def get(name: str) -> type[Quantizer]:
-    """The quantizer class registered under ``name``."""
-    try:
-        return _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown quantizer {name!r}; available: {', '.join(available())}") from None
+def check_role(name: str, role: str) -> str:
+    """``name`` if it is a registered quantizer that may binarize ``role`` ("activation" or "weight")."""
+    cls = get(name)
+    if cls.role not in (role, "any"):
+        fits = ", ".join(n for n in available() if get(n).role in (role, "any"))
+        raise ValueError(f"quantizer {name!r} binarizes {cls.role}s, not {role}s; for the {role} use one of: {fits}")
+    return name
 
 
 def from_config(config: dict[str, Any]) -> Quantizer:
@@ -123,7 +117,7 @@ class ScaledApproxSign(Quantizer):
     """ApproxSign applied to ``x / s``, ``s`` = the batch's per-channel mean ``|x|`` (detached): the
     gradient window follows the input's magnitude (upper layers' inputs are mostly outside
     ``|x| <= 1``); the chain rule adds the ``1 / s``. The sign, hence the forward in eval mode and
-    the deploy form, is that of ``x`` (``s > 0``)."""
+    the exported form, is that of ``x`` (``s > 0``)."""
 
     name = "scaled_approx_sign"
     role = "activation"

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Literal, get_args
 
-GRANULARITIES = ("layer", "block")
+Granularity = Literal["layer", "block"]
+GRANULARITIES: tuple[str, ...] = get_args(Granularity)
 
 
 def block_key(name: str) -> str:
@@ -83,7 +85,3 @@ class StageSchedule:
     def stages_started(self, step: int) -> int:
         """How many stages have started by ``step`` (their layers are binary from then on)."""
         return min(len(self.stages), step // self.stage_steps + 1)
-
-    def binary_layers(self, step: int) -> list[str]:
-        """The layers binary at ``step``."""
-        return [name for stage in self.stages[: self.stages_started(step)] for name in stage]

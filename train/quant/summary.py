@@ -1,8 +1,9 @@
 """A bit-aware model summary: per weight layer and in total, parameters and bytes per precision,
 MACs and binary operations (BOPs), which layers are binary and why the others stay float.
 
-Conventions: a 1-bit weight takes 1/8 byte, every other parameter (float weights, BatchNorm,
-thresholds, activations' parameters) 4 bytes. BOPs are the MACs of binary layers (1-bit x 1-bit);
+Conventions: weights take their precision's packed size (``Precision.weight_bytes``: a 1-bit weight
+1/8 byte, a float one 4 bytes); every other parameter (BatchNorm, thresholds, activations'
+parameters) is float. BOPs are ``Precision.binary_ops`` of a layer's MACs (1-bit x 1-bit: the MACs);
 ``ops = float MACs + BOPs / 64`` (the Bi-Real/ReActNet count of operations).
 """
 
@@ -12,11 +13,9 @@ from typing import Any
 
 from torch import nn
 
+from bitat_edge.precision import FLOAT
 from train.models.stats import count_macs
-from train.quant.deploy import layer_specs
-
-FLOAT_BYTES = 4
-BINARY_BYTES = 1 / 8
+from train.quant.specs import layer_specs
 
 
 def summary_dict(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, Any]:
@@ -24,35 +23,35 @@ def summary_dict(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, An
     macs = count_macs(model, input_shape)
     modules = dict(model.named_modules())
     rows = []
-    totals = {"binary_params": 0, "float_weight_params": 0, "binary_macs": 0, "float_macs": 0}
+    totals = {"binary_params": 0, "float_weight_params": 0, "binary_macs": 0, "float_macs": 0, "bytes": 0.0,
+              "bops": 0, "binary_layers": 0}
     for spec in layer_specs(model):
-        module = modules[spec.name]
-        params = module.weight.numel()
+        params = modules[spec.name].weight.numel()
         binary = spec.precision.is_binary
         layer_macs = int(macs.get(spec.name, 0))
-        totals["binary_params" if binary else "float_weight_params"] += params
+        row = {
+            "name": spec.name,
+            "op": spec.op,
+            "precision": str(spec.precision),
+            "reason": spec.reason,
+            "params": params,
+            "bytes": spec.precision.weight_bytes(params),
+            "macs": layer_macs,
+            "bops": spec.precision.binary_ops(layer_macs),
+        }
+        rows.append(row)
+        totals["binary_params" if spec.precision.weight_bits == 1 else "float_weight_params"] += params
         totals["binary_macs" if binary else "float_macs"] += layer_macs
-        rows.append(
-            {
-                "name": spec.name,
-                "op": spec.op,
-                "precision": str(spec.precision),
-                "reason": spec.reason,
-                "params": params,
-                "bytes": params * (BINARY_BYTES if binary else FLOAT_BYTES),
-                "macs": layer_macs,
-                "bops": layer_macs if binary else 0,
-            }
-        )
+        totals["bytes"] += row["bytes"]
+        totals["bops"] += row["bops"]
+        totals["binary_layers"] += binary
     other = sum(p.numel() for p in model.parameters()) - totals["binary_params"] - totals["float_weight_params"]
     totals["other_float_params"] = other
     totals["params"] = totals["binary_params"] + totals["float_weight_params"] + other
-    totals["bytes"] = totals["binary_params"] * BINARY_BYTES + (totals["float_weight_params"] + other) * FLOAT_BYTES
-    totals["float32_bytes"] = totals["params"] * FLOAT_BYTES
+    totals["bytes"] += FLOAT.weight_bytes(other)
+    totals["float32_bytes"] = FLOAT.weight_bytes(totals["params"])
     totals["macs"] = totals["binary_macs"] + totals["float_macs"]
-    totals["bops"] = totals["binary_macs"]
     totals["ops"] = totals["float_macs"] + totals["bops"] / 64
-    totals["binary_layers"] = sum(r["precision"] == "w1a1" for r in rows)
     totals["layers"] = len(rows)
     return {"layers": rows, "totals": totals}
 
@@ -80,7 +79,7 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> str:
         f"binary layers: {t['binary_layers']} of {t['layers']}",
         f"params: {_human(t['params'])} ({_human(t['binary_params'])} 1-bit weights, "
         f"{_human(t['float_weight_params'])} float weights, {_human(t['other_float_params'])} other float)",
-        f"size: {_human(t['bytes'])}B deployed vs {_human(t['float32_bytes'])}B all-float32 "
+        f"size: {_human(t['bytes'])}B packed vs {_human(t['float32_bytes'])}B all-float32 "
         f"({t['float32_bytes'] / max(t['bytes'], 1):.1f}x smaller)",
         f"MACs: {_human(t['macs'])} ({_human(t['binary_macs'])} binary, {_human(t['float_macs'])} float); "
         f"BOPs: {_human(t['bops'])}; OPs (float MACs + BOPs/64): {_human(t['ops'])}",

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from torch import nn
 
 from train.quant.layers import QuantConv2d
-from train.quant.quantizers import Quantizer, available, from_config, get
+from train.quant.quantizers import Quantizer, check_role, from_config
 
 
 def keep_float(model: nn.Module) -> set[str]:
@@ -29,11 +29,6 @@ def eligible_layers(model: nn.Module) -> list[str]:
         for name, module in model.named_modules()
         if isinstance(module, nn.Conv2d) and module.groups == 1 and name not in kept
     ]
-
-
-def quant_layers(model: nn.Module) -> dict[str, QuantConv2d]:
-    """The model's ``QuantConv2d`` layers by qualified name, bottom to top."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, QuantConv2d)}
 
 
 def quantize_layers(
@@ -82,11 +77,8 @@ def quantize_eligible(
     ``activation``/``weight`` are quantizer registry names; ``threshold`` gives each input
     quantizer a learnable per-input-channel threshold.
     """
-    for role, name in (("activation", activation), ("weight", weight)):
-        cls = get(name)  # fails early with the list of valid names
-        if cls.role not in (role, "any"):
-            fits = ", ".join(n for n in available() if get(n).role in (role, "any"))
-            raise ValueError(f"quantizer {name!r} binarizes {cls.role}s, not {role}s; for the {role} use one of: {fits}")
+    check_role(activation, "activation")
+    check_role(weight, "weight")
 
     def make_input(conv: nn.Conv2d) -> Quantizer:
         return from_config({"name": activation, "channels": conv.in_channels if threshold else 0})

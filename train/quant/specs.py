@@ -1,29 +1,31 @@
-"""Per-layer precision records for the manifest: which weight layers are binary and why not."""
+"""Per-layer records for the manifest: each weight layer's precision (read from its quantizers) and,
+when a layer stays float, why."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from bitat_edge.manifest import LayerSpec
+from bitat_edge.precision import FLOAT, Precision
 from train.quant.layers import QuantConv2d
 from train.quant.surgery import keep_float
 
 
-def _precision_and_reason(name: str, module: nn.Module, stem: str | None, kept: set[str]) -> tuple[str, str]:
+def _precision_and_reason(name: str, module: nn.Module, stem: str | None, kept: set[str]) -> tuple[Precision, str]:
     if isinstance(module, nn.Linear):
-        return "float", "classifier"
+        return FLOAT, "classifier"
     if module.groups > 1:
-        return "float", "depthwise" if module.groups == module.in_channels else "grouped"
-    if name == stem and name in kept:
-        return "float", "stem"
+        return FLOAT, "depthwise" if module.groups == module.in_channels else "grouped"
     if name in kept:
-        return "float", "keep_float"
-    if isinstance(module, QuantConv2d):
-        if module.is_binary:
-            return "w1a1", ""
-        if module.quantize_weight:
-            return "w1a32", "input not binarized"
-    return "float", "not selected"
+        return FLOAT, "stem" if name == stem else "keep_float"
+    precision = module.precision if isinstance(module, QuantConv2d) else FLOAT
+    if precision.is_float:
+        return precision, "not selected"
+    if precision.activation_bits == FLOAT.activation_bits:
+        return precision, "input not binarized"
+    if precision.weight_bits == FLOAT.weight_bits:
+        return precision, "weight not binarized"
+    return precision, ""
 
 
 def layer_specs(model: nn.Module) -> list[LayerSpec]:
