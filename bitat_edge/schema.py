@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import json
 import os
+import types
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic.fields import FieldInfo
 
 from bitat_edge.atomic import write_json
 
@@ -56,72 +59,130 @@ def _short(value: Any) -> str:
     return text if len(text) <= _MAX_REPR else text[: _MAX_REPR - 3] + "..."
 
 
-def _fields_at(cls: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The declared field names of the model that ``loc`` leads to from ``cls`` (empty if none)."""
-    current: Any = cls
+@dataclass(frozen=True)
+class Expects:
+    """Field metadata: what a valid value is, in words, when the type alone says it badly
+    (``Annotated[str | None, Expects("a path or empty")]``)."""
+
+    text: str
+
+
+def _walk(cls: type[BaseModel], loc: tuple[Any, ...]) -> tuple[FieldInfo | None, type[BaseModel] | None]:
+    """The field ``loc`` leads to from ``cls`` (None: ``cls`` itself) and the record type it holds, if any.
+    List indices and mapping keys step into the element record of ``list[X]`` / ``dict[str, X]``."""
+    info: FieldInfo | None = None
+    model: type[BaseModel] | None = cls
+    collection = False  # the current field holds records in a list or mapping
     for part in loc:
-        if isinstance(current, type) and issubclass(current, BaseModel):
-            info = current.model_fields.get(part) if isinstance(part, str) else None
-            if info is None:
-                return []
-            current = info.annotation
-        else:  # a list index or a mapping key: step into the element type
-            current = _element(current)
-    model = _model_in(current)
-    return sorted(model.model_fields) if model is not None else []
+        if collection:
+            collection = False
+            continue
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return info, None
+        info = model.model_fields[part]
+        model = _model_in(info.annotation)
+        collection = model is not None and get_origin(info.annotation) in (list, dict)
+    return info, model
 
 
-def _element(annotation: Any) -> Any:
-    """The element type of ``list[X]`` / ``dict[K, X]`` / ``X | None`` (the model inside, if any)."""
-    args = [a for a in getattr(annotation, "__args__", ()) if a is not type(None)]
-    if not args:
-        return None
-    return _model_in(args[-1]) or args[-1]
-
-
-def _model_in(annotation: Any) -> Any:
-    """The BaseModel class inside ``annotation`` (``X``, ``list[X]``, ``X | None``, ``dict[str, X]``), if any."""
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The record type inside ``annotation`` (``X``, ``list[X]``, ``X | None``, ``dict[str, X]``), if any."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
         return annotation
-    for arg in getattr(annotation, "__args__", ()):
+    for arg in get_args(annotation):
         found = _model_in(arg)
         if found is not None:
             return found
     return None
 
 
-def describe(exc: ValidationError, source: str, cls: type[BaseModel]) -> str:
-    """The first validation problem as one line: ``source: field 'a.b' <what is wrong>``."""
+def _expects(info: FieldInfo) -> str:
+    """What a valid value of the field is, in words: ``an integer >= 1``, ``in [0, 1)``, ``one of 'a', 'b'``."""
+    for item in info.metadata:
+        if isinstance(item, Expects):
+            return item.text
+    return _words(info.annotation, _bounds(info.metadata))
+
+
+def _bounds(metadata: Any) -> dict[str, Any]:
+    """Numeric bounds (gt/ge/lt/le) declared in field metadata, including inside a nested FieldInfo."""
+    found: dict[str, Any] = {}
+    for item in metadata:
+        found.update(_bounds(getattr(item, "metadata", ())) if isinstance(item, FieldInfo) else {})
+        found.update({name: getattr(item, name) for name in ("gt", "ge", "lt", "le")
+                      if getattr(item, name, None) is not None})
+    return found
+
+
+def _words(hint: Any, bounds: dict[str, Any]) -> str:
+    origin, args = get_origin(hint), get_args(hint)
+    if origin is Annotated:  # constraints written inside the type: Annotated[int, Field(gt=0)] | None
+        return _words(args[0], {**bounds, **_bounds(args[1:])})
+    if origin in (Union, types.UnionType):
+        text = " or ".join(_words(a, bounds) for a in args if a is not type(None))
+        return f"empty or {text}" if type(None) in args else text
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in args)
+    if hint in (int, float):
+        low = ("[", bounds["ge"]) if "ge" in bounds else ("(", bounds["gt"]) if "gt" in bounds else None
+        high = ("]", bounds["le"]) if "le" in bounds else (")", bounds["lt"]) if "lt" in bounds else None
+        if low and high:
+            return f"in {low[0]}{low[1]}, {high[1]}{high[0]}"
+        noun = "an integer" if hint is int else "a number"
+        if low:
+            return f"{noun} {'>=' if low[0] == '[' else '>'} {low[1]}"
+        if high:
+            return f"{noun} {'<=' if high[0] == ']' else '<'} {high[1]}"
+        return noun
+    names = {bool: "true or false", str: "a string"}
+    if hint in names:
+        return names[hint]
+    if origin in (list, tuple) or hint in (list, tuple):
+        return f"a list of {_words(args[0], {})}s" if args and args[0] in (int, float) else "a list"
+    if origin is dict or hint is dict or _model_in(hint) is not None:
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def describe(exc: ValidationError, cls: type[BaseModel], source: str | None = None,
+             prefix: tuple[str, ...] = (), noun: str = "field") -> str:
+    """The first problem of ``exc`` as one sentence, e.g. ``src: field 'a.b' must be an integer >= 1,
+    got 0`` or ``src: unknown field 'a.c'; valid keys in 'a': b, d``. ``prefix`` is prepended to every
+    path (a section validated on its own); without ``source`` (a record built in code) the path stands
+    alone. Field validators raise ``ValueError`` fragments that read after the field name
+    (``"must be ..."``); model validators raise whole sentences."""
     error = exc.errors(include_url=False)[0]
     loc = tuple(error["loc"])
-    where = field_path(loc)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        valid = _fields_at(cls, loc[:-1])
-        what = "is unknown" + (f" (valid fields: {', '.join(valid)})" if valid else "")
-    elif kind == "missing":
-        what = "is missing"
-    else:
-        message = str(error["msg"])
-        if kind == "value_error":  # our own validators' sentences
-            what = message.removeprefix("Value error, ")
-        else:
-            what = f"{message[0].lower()}{message[1:]} (got {_short(error.get('input'))})"
-        if loc and loc[-1] == "[key]":
-            what = f"has a bad key: {what}"
-    if not where:
-        return f"{source}: {what}"
-    return f"{source}: field '{where}' {what}"
+    path = field_path((*prefix, *loc))
+    lead = f"{source}: " if source else ""
+    key = f"{noun} '{path}'" if source else path
+    if error["type"] == "extra_forbidden":
+        _, model = _walk(cls, loc[:-1])
+        section = field_path((*prefix, *loc[:-1]))
+        valid = ", ".join(sorted(model.model_fields)) if model is not None else "(none)"
+        return f"{lead}unknown {noun} '{path}'; valid keys in {f'{section!r}' if section else 'the top level'}: {valid}"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if loc and loc[-1] == "[key]":
+        return f"{lead}{key} is not a valid key: {message[0].lower()}{message[1:]}"
+    info, model = _walk(cls, loc)
+    if error["type"] == "value_error":
+        return f"{lead}{message}" if info is None or model is not None else f"{lead}{key} {message}"
+    if error["type"] == "missing":
+        return f"{lead}{key} is missing"
+    expects = _expects(info) if info is not None else "a mapping"
+    return f"{lead}{key} must be {expects}, got {_short(error.get('input'))}"
 
 
-def parse(cls: type[S], data: Any, source: str, error: type[SchemaError] = SchemaError) -> S:
-    """Validate decoded data against ``cls``; raise ``error`` (one line) when it does not fit."""
+def parse(cls: type[S], data: Any, source: str, error: type[SchemaError] = SchemaError,
+          prefix: tuple[str, ...] = (), noun: str = "field") -> S:
+    """Validate decoded data against ``cls``; raise ``error`` (one line, see ``describe``) when it does not fit."""
     if not isinstance(data, dict):
-        raise error(f"{source}: must be a mapping of fields, got {type(data).__name__}")
+        where = f"{noun} '{field_path(prefix)}'" if prefix else "it"
+        raise error(f"{source}: {where} must be a mapping, got {_short(data)}")
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise error(describe(exc, source, cls)) from None
+        raise error(describe(exc, cls, source, prefix, noun)) from None
 
 
 def read_text(path: str | os.PathLike[str], what: str, error: type[SchemaError] = SchemaError) -> str:

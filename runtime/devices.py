@@ -14,7 +14,7 @@ else ``~/.config/bitat-edge/devices.yaml``. It looks like::
         transport: adb:R58M12345
 
 Both files are validated field by field (``Profile``, ``InventoryEntry``): an unknown or mistyped key is
-one line naming the file, the device and the field, with the valid fields listed.
+one line naming the file, the device and the field, with the valid keys listed.
 """
 
 from __future__ import annotations

@@ -11,8 +11,8 @@ import pytest
 from click.testing import CliRunner
 
 from bitat_edge import __version__, atomic, manifest
-from bitat_edge.precision import W1A1
 from bitat_edge.cli import STAGES, main
+from bitat_edge.precision import W1A1
 
 
 # -- atomic writes ------------------------------------------------------------------------------

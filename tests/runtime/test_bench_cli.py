@@ -173,7 +173,7 @@ def test_bundle_mistakes_are_one_line(bundle_copy: Path):
     data["deploy"]["flavour"] = "x"
     manifest.write_text(json.dumps(data))
     line = one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
-    assert "field 'deploy.flavour' is unknown (valid fields: input_layout, input_shape," in line
+    assert "unknown field 'deploy.flavour'; valid keys in 'deploy': input_layout, input_shape," in line
     del data["deploy"]
     manifest.write_text(json.dumps(data))
     assert "field 'deploy' is missing" in one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
@@ -191,13 +191,13 @@ def test_inventory_mistakes_are_one_line(tmp_path: Path):
     inventory = tmp_path / "inv.yaml"
     cases = {
         "devices:\n  rpi4:\n    transport: ssh://pi@10.0.0.1\n    connect_timout: 5\n":
-            "inv.yaml (device 'rpi4'): field 'connect_timout' is unknown (valid fields: binary_path, connect_timeout,",
+            "inv.yaml (device 'rpi4'): unknown field 'connect_timout'; valid keys in the top level: binary_path, connect_timeout,",
         "devices:\n  rpi4:\n    transport: ssh://pi@10.0.0.1\n    threads: 0\n":
-            "inv.yaml (device 'rpi4'): field 'threads' input should be greater than 0 (got 0)",
-        "devices:\n  rpi4: ssh://pi@10.0.0.1\n": "inv.yaml: field 'devices.rpi4' input should be a valid dictionary",
+            "inv.yaml (device 'rpi4'): field 'threads' must be empty or an integer > 0, got 0",
+        "devices:\n  rpi4: ssh://pi@10.0.0.1\n": "inv.yaml: field 'devices.rpi4' must be a mapping, got 'ssh://pi@10.0.0.1'",
         "devices:\n  pi:\n    like: rpi9\n": "device 'pi': unknown; known devices:",
         "devices:\n  rpi4:\n    transport: ssh://pi@10.0.0.1:99999\n": "write it as ssh://user@host[:port]",
-        "devices:\n  rpi4:\n    transport: 'adb:R5'\n    key: [1]\n": "field 'key' input should be a valid string",
+        "devices:\n  rpi4:\n    transport: 'adb:R5'\n    key: [1]\n": "field 'key' must be empty or a string, got [1]",
         "- rpi4\n": "the device inventory file must be a YAML mapping, got list",
     }
     for text, expected in cases.items():

@@ -56,14 +56,14 @@ def test_inventory_fills_address_and_like_defines_new_names(tmp_path: Path):
 def test_inventory_errors_name_file_and_key(tmp_path: Path):
     bad = tmp_path / "inv.yaml"
     bad.write_text("devices:\n  rpi4:\n    adress: 10.0.0.1\n")
-    with pytest.raises(BenchError, match=r"inv.yaml \(device 'rpi4'\): field 'adress' is unknown \(valid fields: "
-                                         r"binary_path, connect_timeout, .*, transport\)"):
+    with pytest.raises(BenchError, match=r"inv.yaml \(device 'rpi4'\): unknown field 'adress'; valid keys in the top level: "
+                                         r"binary_path, connect_timeout, .*, transport$"):
         resolve_device("rpi4", bad)
     bad.write_text("rpi4: {transport: ssh://a@b}\n")
-    with pytest.raises(BenchError, match=r"field 'rpi4' is unknown \(valid fields: devices\)"):
+    with pytest.raises(BenchError, match=r"unknown field 'rpi4'; valid keys in the top level: devices"):
         resolve_device("rpi4", bad)
     bad.write_text("devices:\n  rpi4:\n    threads: four\n")
-    with pytest.raises(BenchError, match=r"inv.yaml \(device 'rpi4'\): field 'threads' input should be a valid integer"):
+    with pytest.raises(BenchError, match=r"inv.yaml \(device 'rpi4'\): field 'threads' must be empty or an integer > 0, got"):
         resolve_device("rpi4", bad)
     bad.write_text("devices: [\n")
     with pytest.raises(BenchError, match="not valid YAML"):
@@ -78,7 +78,7 @@ def test_profile_errors_name_file_device_and_field(tmp_path: Path):
     with pytest.raises(BenchError, match=r"devices.yaml \(device 'pi'\): field 'qemu.sysroot' is missing"):
         load_profiles(profiles)
     profiles.write_text("pi:\n  arch: aarch64\n  transport: ssh\n  thread: 4\n")
-    with pytest.raises(BenchError, match=r"field 'thread' is unknown \(valid fields: arch, binary, cpu, "):
+    with pytest.raises(BenchError, match=r"unknown field 'thread'; valid keys in the top level: arch, binary, cpu, "):
         load_profiles(profiles)
     profiles.write_text("pi:\n  arch: aarch64\n  transport: telnet\n")
     with pytest.raises(BenchError, match="transport 'telnet': unknown; use local, qemu, ssh://user@host"):
