@@ -54,7 +54,7 @@ def cli() -> None:
 @click.option("--target", type=click.Choice(TARGETS), default="arm", show_default=True,
               help="LCE target (same-zero padding is arm-only).")
 def run_cmd(run_dir: Path, target: str) -> None:
-    """Convert a training run: RUN_DIR/model.onnx + manifest.json + eval.npz + calib.npz -> RUN_DIR/deploy."""
+    """Convert an exported training run (its ONNX model, manifest, eval and calibration sets) into its deploy bundle."""
     from convert.pipeline import ConvertRequest, convert
 
     with _one_line_errors():

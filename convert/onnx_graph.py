@@ -51,7 +51,7 @@ class ConvGeometry:
 
 
 class ConvLowering(Enum):
-    """How a Conv becomes Keras layers. ``plan_conv`` decides; ``keras_builder`` only executes it.
+    """How a Conv becomes Keras layers: ``plan_conv`` decides, the Conv handler (``convert/lowering.py``) executes it.
 
     LCE fuses an explicit pad before a conv as TF SAME padding whenever its weak SAME check passes
     (see ``convert/padding.py``), so the plan's padding is canonical and only exact SAME padding

@@ -184,6 +184,15 @@ def convert_flatbuffers(graph: Graph, x_calib: np.ndarray, target: str, timer: S
     return Flatbuffers(built, {"lce": lce, "fp32": fp32, "int8": int8})
 
 
+@contextlib.contextmanager
+def _engine_errors(engine: str, model: object) -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:  # the interpreters raise RuntimeError / their own exception types
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConvertError(f"{engine} cannot run {model} ({first})") from exc
+
+
 def verify_parity(onnx_path: Path, inputs: Inputs, flatbuffers: Flatbuffers) -> dict[str, Any]:
     """Step 3: run the eval images through ONNX Runtime and every flatbuffer; compare with the reference
     (the PyTorch logits when the eval set has them, else ONNX Runtime)."""
@@ -191,9 +200,11 @@ def verify_parity(onnx_path: Path, inputs: Inputs, flatbuffers: Flatbuffers) -> 
     outputs: dict[str, np.ndarray] = {}
     if inputs.torch_logits is not None:
         outputs["pytorch"] = inputs.torch_logits
-    outputs["onnxruntime"] = run_onnx(onnx_path, inputs.x_eval)
+    with _engine_errors("onnxruntime", onnx_path):
+        outputs["onnxruntime"] = run_onnx(onnx_path, inputs.x_eval)
     for kind, (engine, run) in ENGINES.items():
-        outputs[engine] = run(flatbuffers.models[kind], x_nhwc)
+        with _engine_errors(engine, "the converted model"):
+            outputs[engine] = run(flatbuffers.models[kind], x_nhwc)
     return report.parity(outputs, "pytorch" if "pytorch" in outputs else "onnxruntime", inputs.labels)
 
 
