@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import larq_compute_engine as lce
 import numpy as np
 import onnxruntime as ort
 import tensorflow as tf
+
+from bitat_edge.manifest import ModelKind
 
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
@@ -42,3 +45,8 @@ def run_tflite(flatbuffer: bytes, x_nhwc: np.ndarray) -> np.ndarray:
         interpreter.invoke()
         results.append(interpreter.get_tensor(out).copy())
     return np.concatenate(results).reshape(len(x_nhwc), -1)
+
+
+ENGINES: dict[ModelKind, tuple[str, Callable[[bytes, np.ndarray], np.ndarray]]] = {
+    "lce": ("lce", run_lce), "fp32": ("tflite_fp32", run_tflite), "int8": ("tflite_int8", run_tflite)}
+"""Per bundle model kind: the engine's name in reports and the function that runs its flatbuffer (NHWC)."""

@@ -6,32 +6,27 @@ TensorFlow so that TFLite and LCE see ordinary ops (Mul/Add/PadV2/...) they know
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import tensorflow as tf
 
-_BINARY_OPS = {
-    "add": tf.add,
-    "sub": tf.subtract,
-    "mul": tf.multiply,
-    "div": tf.divide,
-}
-
 
 class Elementwise(tf.keras.layers.Layer):
-    """``x op c`` with a constant ``c`` (``c op x`` when ``reverse``), or ``x op y`` for two inputs."""
+    """``fn(x, c)`` with a constant ``c`` (``fn(c, x)`` when ``reverse``), or ``fn(x, y)`` for two inputs."""
 
-    def __init__(self, op: str, const: np.ndarray | None = None, reverse: bool = False, **kwargs) -> None:
+    def __init__(self, fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor], const: np.ndarray | None = None,
+                 reverse: bool = False, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.op = op
+        self.fn = fn
         self.const = None if const is None else np.asarray(const, dtype=np.float32)
         self.reverse = reverse
 
     def call(self, inputs):
-        fn = _BINARY_OPS[self.op]
         if self.const is None:
-            return fn(inputs[0], inputs[1])
+            return self.fn(inputs[0], inputs[1])
         c = tf.constant(self.const)
-        return fn(c, inputs) if self.reverse else fn(inputs, c)
+        return self.fn(c, inputs) if self.reverse else self.fn(inputs, c)
 
 
 class Affine(tf.keras.layers.Layer):

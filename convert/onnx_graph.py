@@ -3,7 +3,8 @@
 The result, a ``Graph``, is what ``keras_builder`` walks: nodes in topological order (constant
 producers removed), the constants by tensor name, static shapes (NCHW, batch 1), the binarizers
 (``Where(GreaterOrEqual(x, 0), 1, -1)`` or ``Sign(Sign(x) + c)``) and one ``ConvPlan`` per Conv that
-says what the Conv reads, with which padding, and whether it can become an LCE binary convolution.
+holds the final lowering decision: what the Conv reads, its canonical padding, whether it becomes an
+LCE binary convolution, and how the builder emits it.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import os
 from collections import Counter
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
@@ -24,25 +26,95 @@ from convert.errors import OnnxLoadError, UnsupportedOpError
 # LCE's IsBinaryFilter tolerance: every |W / scale[o]| within this of 1.
 BINARY_FILTER_TOLERANCE = 0.005
 
+# What the loader does to ops before any lowering handler runs: (op, accepted, becomes), for the op registry.
+LOAD_RULES = (
+    ("Constant", "tensor `value`", "folded"),
+    ("(any op)", "all inputs constant", "evaluated with `onnx.reference` and folded (e.g. the exporter's "
+                                        "`Shape` -> `Gather` -> `Concat` chains)"),
+)
 
-@dataclass
+
+@dataclass(frozen=True)
+class ConvGeometry:
+    """A Conv node's kernel, strides and dilations (H, W) and its group count."""
+
+    kernel: tuple[int, int]
+    strides: tuple[int, int]
+    dilations: tuple[int, int]
+    groups: int
+
+    @property
+    def effective_kernel(self) -> tuple[int, int]:
+        """The kernel with dilation applied, per spatial dimension."""
+        kh, kw = (padding.effective_kernel(k, d) for k, d in zip(self.kernel, self.dilations, strict=True))
+        return kh, kw
+
+
+class ConvLowering(Enum):
+    """How a Conv becomes Keras layers: ``plan_conv`` decides, the Conv handler (``convert/lowering.py``) executes it.
+
+    LCE fuses an explicit pad before a conv as TF SAME padding whenever its weak SAME check passes
+    (see ``convert/padding.py``), so the plan's padding is canonical and only exact SAME padding
+    ever reaches LCE as something it may fuse.
+    """
+
+    VALID = "VALID"  # no padding is read: a VALID conv
+    SAME = "SAME"  # zero padding that is exactly TF SAME: padding="same" (binary: LCE same-zero, arm only)
+    EXPLICIT_PAD = "explicit pad"  # any other padding: Pad2D(value), then a VALID conv
+    SAME_ONE = "+1 padding fused (same-one)"  # binary, +1, TF-SAME-shaped: PadV2(+1) on the binarized tensor
+    # binary, +1, not TF-SAME-shaped (e.g. stride 2 on an even input, which LCE would miscompile):
+    # pad the tensor *before* the binarizer with +1 (sgn(1) = +1, so it is exact), binarize, VALID conv
+    ONE_BEFORE_SIGN = "+1 padding applied before the binarizer, VALID"
+
+    @property
+    def explicit_pad(self) -> bool:
+        """Whether a ``Pad2D`` precedes the conv."""
+        return self in (ConvLowering.EXPLICIT_PAD, ConvLowering.SAME_ONE, ConvLowering.ONE_BEFORE_SIGN)
+
+
+@dataclass(frozen=True)
 class ConvPlan:
-    """How one ONNX Conv is read: its data input, its total spatial padding and whether it is binary.
+    """The final lowering decision for one ONNX Conv.
 
-    ``pads`` are (top, bottom, left, right) applied to ``data`` with ``pad_value`` before a VALID conv.
-    ``binarized_from`` is the tensor *before* the binarizer when the Conv reads a binarized tensor
-    (a binary-intent layer); ``binary`` says whether it can be lowered to ``LceBconv2d`` and
-    ``reason`` why not.
+    ``data`` is the tensor the Conv reads once a preceding ``Pad`` is folded in (``folded_pad``);
+    ``pads`` (top, bottom, left, right) is the total padding of ``data`` with ``pad_value``,
+    canonical (trailing padding no window reads is dropped). ``binarized_from`` is the tensor
+    *before* the binarizer when the Conv reads a binarized tensor (a binary-intent layer);
+    ``binary`` says whether it becomes an ``LceBconv2d`` and ``reason`` why not.
     """
 
     node: str
     data: str
+    geometry: ConvGeometry
+    depthwise: bool
     pads: tuple[int, int, int, int]
     pad_value: float
+    lowering: ConvLowering
     folded_pad: str | None = None
     binarized_from: str | None = None
     binary: bool = False
     reason: str = ""
+
+    @property
+    def reads(self) -> str:
+        """The tensor the lowering starts from."""
+        return self.binarized_from if self.lowering is ConvLowering.ONE_BEFORE_SIGN else self.data
+
+    @property
+    def padding_mode(self) -> str:
+        """The Keras conv's ``padding`` argument."""
+        return "same" if self.lowering is ConvLowering.SAME else "valid"
+
+    @property
+    def description(self) -> str:
+        """The report's wording of the lowering."""
+        if self.lowering is ConvLowering.SAME and self.binary:
+            text = "same-zero (LCE edge correction)"
+        elif self.lowering is ConvLowering.EXPLICIT_PAD:
+            text = f"explicit pad ({self.pad_value:g}), VALID"
+        else:
+            text = self.lowering.value
+        return f"binary, {text}" if self.binary else text
 
 
 @dataclass
@@ -249,7 +321,7 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
             node.name = f"{node.op_type}_{i}"
     graph = Graph(str(path), model, nodes, consts, shapes, input_name, input_shape, model.graph.output[0].name)
     _find_binarizers(graph)
-    _plan_convs(graph)
+    graph.conv_plans = {node.name: plan_conv(graph, node) for node in nodes if node.op_type == "Conv"}
     return graph
 
 
@@ -312,8 +384,8 @@ def onnx_pads(graph: Graph, node: onnx.NodeProto, kernel: tuple[int, int], strid
     return (out[0], out[1], out[2], out[3])
 
 
-def conv_geometry(graph: Graph, node: onnx.NodeProto) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], int]:
-    """(kernel, strides, dilations, groups) of a Conv node."""
+def conv_geometry(graph: Graph, node: onnx.NodeProto) -> ConvGeometry:
+    """The kernel, strides, dilations and groups of a Conv node."""
     a = attrs(node)
     weight = graph.consts.get(node.input[1])
     if weight is None or weight.ndim != 4:
@@ -321,7 +393,8 @@ def conv_geometry(graph: Graph, node: onnx.NodeProto) -> tuple[tuple[int, int], 
     kernel = tuple(a.get("kernel_shape", weight.shape[2:]))
     strides = tuple(a.get("strides", (1, 1)))
     dilations = tuple(a.get("dilations", (1, 1)))
-    return (kernel[0], kernel[1]), (strides[0], strides[1]), (dilations[0], dilations[1]), int(a.get("group", 1))
+    return ConvGeometry((kernel[0], kernel[1]), (strides[0], strides[1]), (dilations[0], dilations[1]),
+                        int(a.get("group", 1)))
 
 
 def pad_node_spatial(graph: Graph, node: onnx.NodeProto) -> tuple[tuple[int, int, int, int], float]:
@@ -364,45 +437,53 @@ def binary_filter_scale(weight: np.ndarray) -> np.ndarray | None:
     return scale if np.all(np.abs(ratio - 1.0) <= BINARY_FILTER_TOLERANCE) else None
 
 
-def _is_same_2d(graph: Graph, plan: ConvPlan, kernel: tuple[int, int], strides: tuple[int, int],
-                dilations: tuple[int, int]) -> bool:
-    _, _, h, w = graph.shapes[plan.data]
-    top, bottom, left, right = plan.pads
-    return (padding.is_same(h, padding.effective_kernel(kernel[0], dilations[0]), strides[0], top, bottom)
-            and padding.is_same(w, padding.effective_kernel(kernel[1], dilations[1]), strides[1], left, right))
+def _float_reason(graph: Graph, node: onnx.NodeProto, depthwise: bool, pads: tuple[int, int, int, int],
+                  pad_value: float, same: bool) -> str:
+    """Why a binary-intent Conv cannot become an ``LceBconv2d`` ("" when it can)."""
+    if depthwise:
+        return "depthwise convolutions have no binary kernel in LCE"
+    if binary_filter_scale(graph.consts[node.input[1]]) is None:
+        return "weights are not +/-scale per output channel"
+    if any(pads) and pad_value not in (0.0, 1.0):
+        return f"padding value {pad_value} is neither 1 (binary) nor 0 (zero padding)"
+    if any(pads) and pad_value == 0.0 and not same:
+        return "zero padding that is not TF-SAME-shaped has no binary kernel in LCE (pad the binarized tensor with +1 instead)"
+    return ""
 
 
-def _plan_convs(graph: Graph) -> None:
-    for node in graph.nodes:
-        if node.op_type != "Conv":
-            continue
-        kernel, strides, dilations, groups = conv_geometry(graph, node)
-        pads = onnx_pads(graph, node, kernel, strides, dilations)
-        plan = ConvPlan(node.name, node.input[0], pads, 0.0)
-        pad_node = graph.producer(node.input[0])
-        if pad_node is not None and pad_node.op_type == "Pad":
-            extra, value = pad_node_spatial(graph, pad_node)
-            if not any(pads) or value == 0.0:
-                plan.data = pad_node.input[0]
-                plan.pads = tuple(a + b for a, b in zip(pads, extra, strict=True))
-                plan.pad_value = value
-                plan.folded_pad = pad_node.name
-        graph.conv_plans[node.name] = plan
-        if plan.data not in graph.binarizers:
-            continue
-        plan.binarized_from = graph.binarizers[plan.data]
-        weight = graph.consts[node.input[1]]
-        in_channels = graph.shapes[plan.data][1]
-        if groups > 1 and groups == in_channels:
-            plan.reason = "depthwise convolutions have no binary kernel in LCE"
-        elif groups > 1:
-            plan.reason = f"grouped convolution (groups={groups}) is not lowered to a binary kernel"
-        elif binary_filter_scale(weight) is None:
-            plan.reason = "weights are not +/-scale per output channel"
-        elif any(plan.pads) and plan.pad_value not in (0.0, 1.0):
-            plan.reason = f"padding value {plan.pad_value} is neither 1 (binary) nor 0 (zero padding)"
-        elif any(plan.pads) and plan.pad_value == 0.0 and not _is_same_2d(graph, plan, kernel, strides, dilations):
-            plan.reason = ("zero padding that is not TF-SAME-shaped has no binary kernel in LCE "
-                           "(pad the binarized tensor with +1 instead)")
-        else:
-            plan.binary = True
+def _lowering(binary: bool, pads: tuple[int, int, int, int], pad_value: float, same: bool) -> ConvLowering:
+    if not any(pads):
+        return ConvLowering.VALID
+    if binary and pad_value == 1.0:
+        return ConvLowering.SAME_ONE if same else ConvLowering.ONE_BEFORE_SIGN
+    if pad_value == 0.0 and same:
+        return ConvLowering.SAME
+    return ConvLowering.EXPLICIT_PAD
+
+
+def plan_conv(graph: Graph, node: onnx.NodeProto) -> ConvPlan:
+    """Decide how a Conv is lowered: what it reads, its canonical padding, binary or not, and how."""
+    geometry = conv_geometry(graph, node)
+    if max(geometry.strides) > 1 and max(geometry.dilations) > 1:
+        raise UnsupportedOpError(node.name, "Conv", "strides > 1 together with dilations > 1")
+    data, folded_pad = node.input[0], None
+    kh, kw = geometry.effective_kernel
+    pads, pad_value = onnx_pads(graph, node, geometry.kernel, geometry.strides, geometry.dilations), 0.0
+    pad_node = graph.producer(data)
+    if pad_node is not None and pad_node.op_type == "Pad":
+        extra, value = pad_node_spatial(graph, pad_node)
+        if not any(pads) or value == 0.0:
+            data, folded_pad, pad_value = pad_node.input[0], pad_node.name, value
+            pads = tuple(a + b for a, b in zip(pads, extra, strict=True))
+    _, channels, h, w = graph.shapes[data]
+    depthwise = geometry.groups > 1 and geometry.groups == channels
+    if geometry.groups > 1 and not depthwise:
+        raise UnsupportedOpError(node.name, "Conv", f"groups={geometry.groups} (only 1 or depthwise are supported)")
+    (sh, sw), (top, bottom, left, right) = geometry.strides, pads
+    pads = (*padding.canonical_pads(h, kh, sh, top, bottom), *padding.canonical_pads(w, kw, sw, left, right))
+    same = any(pads) and padding.is_same(h, kh, sh, *pads[:2]) and padding.is_same(w, kw, sw, *pads[2:])
+    binarized_from = graph.binarizers.get(data)
+    reason = "" if binarized_from is None else _float_reason(graph, node, depthwise, pads, pad_value, same)
+    binary = binarized_from is not None and not reason
+    return ConvPlan(node.name, data, geometry, depthwise, pads, pad_value, _lowering(binary, pads, pad_value, same),
+                    folded_pad, binarized_from, binary, reason)

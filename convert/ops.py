@@ -1,40 +1,82 @@
-"""The supported ONNX op set, one line per op: what is accepted and what it becomes (NHWC)."""
+"""The op registry: each supported ONNX op with its handler and its documentation line, declared once.
+
+``keras_builder`` registers one handler per op with ``OpRegistry.lowers`` and dispatches through
+``OpRegistry.handler``; ``bitat-edge convert ops``, ``SUPPORTED_OPS`` and the table in
+``convert/SUPPORTED_OPS.md`` are generated from the same rules. A rule without a handler
+documents what the loader (``onnx_graph``) does with an op before any handler runs.
+"""
 
 from __future__ import annotations
 
-SUPPORTED_OPS: dict[str, str] = {
-    "Conv": "2-D, constant weight (+ bias), any kernel/stride/pads/auto_pad/dilation (not stride>1 with "
-            "dilation>1), group 1 or depthwise -> Conv2D / DepthwiseConv2D; on a binarized input with "
-            "+/-scale weights -> LceBconv2d",
-    "BatchNormalization": "inference mode, constant statistics -> per-channel Mul + Add (fused by LCE)",
-    "Relu": "-> ReLU",
-    "Clip": "constant min/max; min 0 -> ReLU / ReLU6, else clip_by_value",
-    "PRelu": "constant slope (per channel or scalar) -> PReLU",
-    "Sigmoid": "-> sigmoid",
-    "HardSigmoid": "alpha, beta -> clip(alpha * x + beta, 0, 1)",
-    "HardSwish": "-> x * relu6(x + 3) / 6",
-    "Softmax": "2-D, last axis -> Softmax",
-    "Add": "tensor + tensor (same rank) or tensor + constant (NCHW broadcast re-ordered to NHWC)",
-    "Sub": "as Add; Sub(x, threshold) before a binarizer is the learned threshold",
-    "Mul": "as Add",
-    "Div": "as Add",
-    "Concat": "axis 1 (channels), 2 or 3 of 4-D tensors, axis 1 of 2-D tensors -> Concatenate",
-    "MaxPool": "2-D, no dilation, pads none or TF-SAME-shaped -> MaxPool2D",
-    "AveragePool": "as MaxPool; padded only with count_include_pad=0 -> AveragePooling2D",
-    "GlobalAveragePool": "-> mean over H, W (keepdims)",
-    "GlobalMaxPool": "-> max over H, W (keepdims)",
-    "Flatten": "axis 1 -> NCHW-order flatten (transpose back first unless H = W = 1)",
-    "Reshape": "4-D -> [1, C*H*W] (as Flatten), 2-D -> 2-D, 2-D -> [1, C, H, W]; target shape inferred statically",
-    "Gemm": "2-D input, constant B (transB, alpha, beta, bias) -> Dense; binarized input stays float (LCE has "
-            "no binary dense kernel)",
-    "MatMul": "2-D input times a constant 2-D matrix -> Dense without bias",
-    "Pad": "mode constant, constant pads on H/W only, any value -> PadV2; folded into a following Conv",
-    "GreaterOrEqual": "only as part of the binarizer Where(GreaterOrEqual(x, 0), 1, -1) -> LceQuantize",
-    "Where": "only as the binarizer Where(GreaterOrEqual(x, 0), 1, -1) -> LceQuantize",
-    "Sign": "only as the binarizer Sign(Sign(x) + c), 0 < c < 1 -> LceQuantize",
-    "Identity": "pass-through",
-    "Dropout": "pass-through (inference)",
-    "Constant": "folded",
-    "(any op)": "a node whose inputs are all constants is evaluated (onnx.reference) and folded, e.g. "
-                 "the exporter's shape arithmetic (Shape of a static tensor, Gather, Concat, Slice, ...)",
-}
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import onnx
+
+Handler = Callable[[Any, onnx.NodeProto], None]
+"""Lowers one ONNX node: called with the builder and the node."""
+
+
+@dataclass(frozen=True)
+class OpRule:
+    """What happens to one or more ONNX ops: what is accepted, what it becomes, and who does it."""
+
+    ops: tuple[str, ...]
+    accepts: str
+    becomes: str
+    handler: Handler | None = None  # None: done by the loader (folded or absorbed)
+
+    @property
+    def line(self) -> str:
+        """One line for ``bitat-edge convert ops``."""
+        return f"{self.accepts} -> {self.becomes}" if self.accepts else f"-> {self.becomes}"
+
+
+class OpRegistry:
+    """Rules in registration order; each op has at most one."""
+
+    def __init__(self) -> None:
+        self._rules: list[OpRule] = []
+        self._by_op: dict[str, OpRule] = {}
+
+    def add(self, rule: OpRule) -> None:
+        for op in rule.ops:
+            if op in self._by_op:
+                raise ValueError(f"the op {op!r} is registered twice")
+        if not rule.becomes:
+            raise ValueError(f"the rule for {', '.join(rule.ops)} does not say what the op becomes")
+        self._rules.append(rule)
+        self._by_op.update(dict.fromkeys(rule.ops, rule))
+
+    def lowers(self, *ops: str, accepts: str = "", becomes: str) -> Callable[[Handler], Handler]:
+        """Decorator: the function lowers ``ops`` (documented by ``accepts`` and ``becomes``)."""
+
+        def register(handler: Handler) -> Handler:
+            self.add(OpRule(ops, accepts, becomes, handler))
+            return handler
+
+        return register
+
+    def loaded(self, op: str, accepts: str, becomes: str) -> None:
+        """Document an op the loader folds or absorbs before any handler runs."""
+        self.add(OpRule((op,), accepts, becomes))
+
+    def handler(self, op: str) -> Handler | None:
+        rule = self._by_op.get(op)
+        return None if rule is None else rule.handler
+
+    @property
+    def rules(self) -> tuple[OpRule, ...]:
+        return tuple(self._rules)
+
+    def lines(self) -> dict[str, str]:
+        """Op -> its documentation line, in registration order."""
+        return {op: rule.line for rule in self._rules for op in rule.ops}
+
+    def markdown_table(self) -> str:
+        """The op table of ``convert/SUPPORTED_OPS.md``."""
+        rows = ["| ONNX op | accepted | becomes |", "|---|---|---|"]
+        rows += [f"| {', '.join(f'`{op}`' if op.isidentifier() else op for op in rule.ops)} | {rule.accepts} | "
+                 f"{rule.becomes} |" for rule in self._rules]
+        return "\n".join(rows) + "\n"

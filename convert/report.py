@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import importlib.metadata
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bitat_edge.precision import FLOAT, W1A1
 from convert.keras_builder import LayerRecord
+from convert.lce import BCONV, op_histogram
 
 # How many disagreeing images are listed per engine (the count is always exact).
 MAX_LISTED_DISAGREEMENTS = 200
@@ -55,20 +59,48 @@ def layer_summary(layers: list[LayerRecord]) -> dict[str, Any]:
     """Parameters by precision, MACs and binary operations, and which binary-intent layers stay float."""
     params: dict[str, int] = {}
     for r in layers:
-        params[r.precision] = params.get(r.precision, 0) + r.params
+        params[str(r.precision)] = params.get(str(r.precision), 0) + r.params
         if r.bias_params:
-            params["float"] = params.get("float", 0) + r.bias_params
-    weight_bytes = sum((r.params / 8 if r.precision == "w1a1" else r.params * 4) + 4 * r.bias_params for r in layers)
+            params[str(FLOAT)] = params.get(str(FLOAT), 0) + r.bias_params
+    weight_bytes = sum(r.precision.weight_bytes(r.params) + FLOAT.weight_bytes(r.bias_params) for r in layers)
     return {
         "params": params,
         "weight_bytes_ideal": int(weight_bytes),
         "macs": int(sum(r.macs for r in layers)),
         "bops": int(sum(r.bops for r in layers)),
         "binary_intent": sum(r.binary_intent for r in layers),
-        "binary": sum(r.precision == "w1a1" for r in layers),
+        "binary": sum(r.precision == W1A1 for r in layers),
         "float_binary_intent": [{"name": r.name, "op": r.op, "reason": r.reason}
-                                for r in layers if r.binary_intent and r.precision != "w1a1"],
-        "layers": [vars(r) for r in layers],
+                                for r in layers if r.binary_intent and r.precision != W1A1],
+        "layers": [{**vars(r), "precision": str(r.precision)} for r in layers],
+    }
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages a conversion depends on."""
+    names = {"larq_compute_engine": "larq-compute-engine", "tensorflow": "tensorflow", "larq": "larq",
+             "onnx": "onnx", "onnxruntime": "onnxruntime"}
+    return {k: importlib.metadata.version(v) for k, v in names.items()}
+
+
+def assemble(*, model_name: str, source: Path, target: str, input_nchw: tuple[int, ...], onnx_ops: dict[str, int],
+             models: dict[str, bytes], layers: list[LayerRecord], parity: dict[str, Any], calibration_images: int,
+             timing_s: dict[str, float]) -> dict[str, Any]:
+    """The ``report.json`` content. ``models`` maps each engine name (``lce``, ``tflite_fp32``,
+    ``tflite_int8``) to its flatbuffer; ``parity`` is ``parity(...)``'s result."""
+    ops = {"onnx": onnx_ops} | {engine: op_histogram(fb) for engine, fb in models.items()}
+    summary = layer_summary(layers)
+    bconv = ops["lce"].get(BCONV, 0)
+    problems = ([] if bconv == summary["binary"] else
+                [f"the builder lowered {summary['binary']} layers as binary but LCE emitted {bconv} {BCONV}"])
+    return {
+        "model_name": model_name, "source": str(source), "target": target, "versions": versions(),
+        "input_nchw": list(input_nchw), "ops": ops, "lce_bconv2d": bconv,
+        "binary_check": {"ok": not problems, "all_binary_intent_lowered": not summary["float_binary_intent"],
+                         "problems": problems},
+        "sizes_bytes": {"onnx": source.stat().st_size} | {engine: len(fb) for engine, fb in models.items()},
+        "lce_over_fp32": len(models["lce"]) / len(models["tflite_fp32"]), "layers": summary, "parity": parity,
+        "calibration_images": calibration_images, "timing_s": {k: round(v, 3) for k, v in timing_s.items()},
     }
 
 
@@ -93,7 +125,8 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- problem: {problem}")
     lines += ["", "## Sizes", "", "| file | bytes |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s.items()]
-    lines += ["", f"LCE / fp32 size ratio: {report['lce_over_fp32']:.4f}", "",
+    lines += ["", f"LCE / fp32 size ratio: {report['lce_over_fp32']:.4f}; int8 calibrated on "
+              f"{report['calibration_images']} images.", "",
               "## Parameters and cost", "", "| precision | parameters |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in lay["params"].items()]
     lines += ["", f"MACs (float): {lay['macs']}; binary operations (BOPs): {lay['bops']}", "",

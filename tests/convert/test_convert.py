@@ -109,6 +109,27 @@ def test_bundle_layout_matches_the_runtime_contract(foreign):
 
 
 @pytest.mark.slow
+def test_convert_time_benchmark_runs_the_convert_run_pipeline(foreign, tmp_path):
+    from benchmarks import convert_time
+
+    root, _, report = foreign
+    run = tmp_path / "run"
+    run.mkdir()
+    for source, name in (("foreign.onnx", "model.onnx"), ("manifest.json", "manifest.json"),
+                         ("eval.npz", "eval.npz"), ("calib.npz", "calib.npz")):
+        (run / name).write_bytes((root / source).read_bytes())
+    result = convert_time.main([str(run), "--repeats", "1", "--results", str(tmp_path / "ct.json")])
+    assert not (run / "deploy").exists()  # the benchmark never writes into the run
+    assert list(result["cold_seconds"]) == ["load", "build_keras", "lce", "fp32", "int8", "parity", "report",
+                                            "write", "conversion_total", "total"]
+    assert result["output"]["lce_bconv2d"] == report["lce_bconv2d"] == 2
+    assert result["output"]["calibration_images"] == report["calibration_images"] == 16
+    assert result["output"]["eval_images"] == 48 and result["run"] == "run"
+    written = (tmp_path / "ct.json").read_text() + (tmp_path / "ct.md").read_text()
+    assert str(tmp_path) not in written and "| parity |" in written
+
+
+@pytest.mark.slow
 def test_float_model_without_eval_uses_random_inputs(tmp_path):
     net = OnnxNet((1, 2, 5, 5))
     x = net.op("Relu", [net.conv(net.input, net.rng.normal(size=(4, 2, 3, 3)).astype(np.float32), pads=1)])
@@ -169,13 +190,91 @@ def test_run_dir_without_export_is_an_error(tmp_path):
     assert result.exit_code == 1 and "missing model.onnx, manifest.json, eval.npz, calib.npz" in result.output
 
 
-def test_ops_lists_every_handled_op():
-    from convert.keras_builder import HANDLERS
-    from convert.ops import SUPPORTED_OPS
+def test_ops_come_from_the_registry_and_the_doc_table_is_generated_from_it():
+    from convert.lowering import LOWERINGS, SUPPORTED_OPS
 
     result = _invoke("ops")
     assert result.exit_code == 0
-    assert set(HANDLERS) | {"GreaterOrEqual", "Constant"} <= set(SUPPORTED_OPS)
+    handled = {op for rule in LOWERINGS.rules if rule.handler is not None for op in rule.ops}
+    assert handled | {"GreaterOrEqual", "Constant"} <= set(SUPPORTED_OPS)
     assert all(op in result.output for op in SUPPORTED_OPS)
+    assert all(rule.becomes for rule in LOWERINGS.rules)  # every registered op is documented
     doc = (Path(__file__).parents[2] / "convert" / "SUPPORTED_OPS.md").read_text()
-    assert all(f"`{op}`" in doc for op in set(HANDLERS) | {"GreaterOrEqual", "Constant"})
+    assert all(f"`{op}`" in doc for op in handled | {"GreaterOrEqual", "Constant"})
+    assert LOWERINGS.markdown_table() in doc, (
+        "convert/SUPPORTED_OPS.md is out of date: replace its op table by `bitat-edge convert ops --markdown`")
+    table = _invoke("ops", "--markdown")
+    assert table.exit_code == 0 and table.output == LOWERINGS.markdown_table()
+
+
+def _mistake(root: Path, what: str) -> tuple[list[str], Path]:
+    """CLI arguments for one user mistake in the manifest, eval or calibration set, and the file at fault."""
+    model = _unsupported(root, "Resize")  # loads fine; every mistake here is found before any lowering
+    manifest = _manifest(root / "manifest.json", (1, 2, 4, 4))
+    rng = np.random.default_rng(0)
+    np.savez(root / "eval.npz", x=rng.normal(size=(6, 2, 4, 4)).astype(np.float32), y=np.arange(6))
+    np.savez(root / "calib.npz", x=rng.normal(size=(3, 2, 4, 4)).astype(np.float32))
+    data = json.loads(manifest.read_text())
+    culprit = manifest
+    if what == "manifest not JSON":
+        manifest.write_text("{\"schema_version\": 2,")
+    elif what == "manifest missing field":
+        del data["classes"]
+        manifest.write_text(json.dumps(data))
+    elif what == "manifest old schema":
+        manifest.write_text(json.dumps(data | {"schema_version": 1}))
+    elif what == "manifest bad precision":
+        data["layers"] = [{"name": "c", "op": "conv", "precision": "w9a9"}]
+        manifest.write_text(json.dumps(data))
+    elif what == "manifest missing":
+        manifest.unlink()
+    elif what == "eval without x":
+        culprit = root / "eval.npz"
+        np.savez(culprit, images=np.zeros((6, 2, 4, 4), np.float32))
+    elif what == "eval labels wrong":
+        culprit = root / "eval.npz"
+        np.savez(culprit, x=np.zeros((6, 2, 4, 4), np.float32), y=np.zeros((6, 2)))
+    elif what == "eval not npz":
+        culprit = root / "eval.npz"
+        culprit.write_bytes(b"PK\x03\x04 not a zip")
+    elif what == "calib wrong shape":
+        culprit = root / "calib.npz"
+        np.savez(culprit, x=np.zeros((3, 4, 4, 2), np.float32))
+    args = ["onnx", model, "--manifest", manifest, "--eval", root / "eval.npz", "--calib", root / "calib.npz",
+            "--out", root / "bundle"]
+    return args, culprit
+
+
+MISTAKES = ["manifest not JSON", "manifest missing field", "manifest old schema", "manifest bad precision",
+            "manifest missing", "eval without x", "eval labels wrong", "eval not npz", "calib wrong shape"]
+
+
+@pytest.mark.parametrize("what", MISTAKES)
+def test_manifest_and_bundle_input_mistakes_are_one_line_and_write_nothing(tmp_path, what):
+    args, culprit = _mistake(tmp_path, what)
+    result = _invoke(*args)
+    assert result.exit_code == 1, result.output
+    assert result.output.startswith(f"Error: {culprit}") and result.output.count("\n") == 1, result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, (ValueError, OSError))
+    assert not (tmp_path / "bundle").exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_run_dir_with_a_bad_manifest_is_one_line(tmp_path):
+    args, _ = _mistake(tmp_path, "manifest missing field")
+    (tmp_path / args[1].name).rename(tmp_path / "model.onnx")
+    result = _invoke("run", tmp_path)
+    assert result.exit_code == 1 and result.output.count("\n") == 1
+    assert f"{tmp_path / 'manifest.json'}: field 'classes' is missing" in result.output
+    assert not (tmp_path / "deploy").exists()
+
+
+@pytest.mark.slow
+def test_unwritable_bundle_directory_is_one_line(tmp_path):
+    net = OnnxNet((1, 2, 4, 4))
+    y = net.op("Flatten", [net.op("Relu", [net.input])])
+    model = net.save(tmp_path / "f.onnx", y, output_shape=[1, 32])
+    (tmp_path / "file").write_text("a regular file, not a directory")
+    out = tmp_path / "file" / "bundle"
+    result = _invoke("onnx", model, "--manifest", _manifest(tmp_path / "m.json", (1, 2, 4, 4)), "--out", out)
+    assert result.exit_code == 1 and result.output.count("\n") == 1, result.output
+    assert f"{out}: cannot write the bundle" in result.output and "Traceback" not in result.output

@@ -11,7 +11,7 @@ from onnx_nets import OnnxNet
 
 from convert import padding
 from convert.errors import OnnxLoadError, UnsupportedOpError
-from convert.onnx_graph import binary_filter_scale, load_graph
+from convert.onnx_graph import ConvLowering, binary_filter_scale, load_graph
 
 
 def _small_binary(tmp_path, *, dims=(1, 8, 6, 6), sign_sign=False, weight=None, pad=None, conv_pads=0,
@@ -54,6 +54,32 @@ def test_binary_intent_layers_that_stay_float_say_why(tmp_path):
         assert plan.binarized_from and not plan.binary and reason in plan.reason, (reason, plan)
     # zero padding that *is* TF SAME stays binary (LCE's same-zero mode)
     assert load_graph(_small_binary(tmp_path, conv_pads=1)).conv_plans["bconv"].binary
+
+
+def test_conv_plan_holds_the_final_lowering_decision(tmp_path):
+    """Canonical pads, the lowering kind and the Keras padding mode, all decided when the graph loads."""
+    cases = {  # kwargs: (binary, lowering, canonical pads, padding mode, description fragment)
+        "one_same": (dict(pad=1.0), True, ConvLowering.SAME_ONE, (1, 1, 1, 1), "valid", "same-one"),
+        "one_s2_even": (dict(pad=1.0, stride=2), True, ConvLowering.ONE_BEFORE_SIGN, (1, 0, 1, 0), "valid",
+                        "before the binarizer"),
+        "zero_same": (dict(conv_pads=1), True, ConvLowering.SAME, (1, 1, 1, 1), "same", "same-zero"),
+        "zero_s2_even": (dict(conv_pads=1, stride=2), False, ConvLowering.EXPLICIT_PAD, (1, 0, 1, 0), "valid",
+                         "explicit pad (0)"),
+        "valid": ({}, True, ConvLowering.VALID, (0, 0, 0, 0), "valid", "binary, VALID"),
+    }
+    for name, (kwargs, binary, lowering, pads, mode, text) in cases.items():
+        (tmp_path / name).mkdir()
+        graph = load_graph(_small_binary(tmp_path / name, **kwargs))
+        plan = graph.conv_plans["bconv"]
+        assert (plan.binary, plan.lowering, plan.pads, plan.padding_mode) == (binary, lowering, pads, mode), name
+        assert text in plan.description, (name, plan.description)
+        sub = next(n.output[0] for n in graph.nodes if n.op_type == "Sub")
+        assert plan.reads == (sub if lowering is ConvLowering.ONE_BEFORE_SIGN else plan.data), name
+
+
+def test_grouped_conv_is_rejected_when_the_graph_loads(tmp_path):
+    with pytest.raises(UnsupportedOpError, match=r"groups=2 \(only 1 or depthwise"):
+        load_graph(_small_binary(tmp_path, group=2))
 
 
 def test_binary_filter_check_matches_lce_tolerance():

@@ -25,6 +25,8 @@ import numpy as np
 import pytest
 from onnx_nets import OnnxNet
 
+from bitat_edge.precision import FLOAT, W1A1
+
 pytestmark = pytest.mark.slow
 
 CH = 32
@@ -141,11 +143,11 @@ def test_binary_branches_become_lce_bconv2d(matrix):
         r = records[b.label]
         zero_not_same = "_zero" in b.label and "_s2" in b.label and "_in8" in b.label and "_k1" not in b.label
         if zero_not_same:
-            assert r.precision == "float" and "zero padding" in r.reason, b.label
+            assert r.precision == FLOAT and "zero padding" in r.reason, b.label
         else:
-            assert r.precision == "w1a1", (b.label, r.reason)
-    assert records["bin_dw"].precision == "float" and "depthwise" in records["bin_dw"].reason
-    assert records["bin_dil2"].precision == "w1a1" and records["bin_sub_mul"].precision == "w1a1"
+            assert r.precision == W1A1, (b.label, r.reason)
+    assert records["bin_dw"].precision == FLOAT and "depthwise" in records["bin_dw"].reason
+    assert records["bin_dil2"].precision == W1A1 and records["bin_sub_mul"].precision == W1A1
     # The miscompiled configuration is binary, padded before the binarizer.
     for k in (3, 5, 7):
         label = next(b.label for b in binary if b.label.startswith(f"bin_in8_k{k}_s2_one"))
