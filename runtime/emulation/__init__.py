@@ -5,7 +5,9 @@
 - ``counts``: how to load the plugin and read what it wrote.
 - ``sysroot``: an aarch64 Python with numpy and LiteRT, assembled from Debian arm64 packages and the
   ``ai-edge-litert`` wheel without a multiarch install, run with ``qemu-aarch64 -L``.
-- ``litert``: LiteRT inside that sysroot: top-1 on eval images and EMULATED instructions per inference.
+
+``runtime.transports.qemu`` uses all three: its ``python3`` is the sysroot's, and ``run_counted``
+counts what a program executes, so the interpreter engines measure LiteRT under QEMU (EMULATED).
 
 ``python -m runtime.emulation setup`` builds everything ahead of time (each part is built on first use otherwise).
 """

@@ -79,11 +79,24 @@ def ensure_header(log: Log = log_stderr) -> Path:
     return final / HEADER
 
 
+def _plugin_dir(header: Path) -> Path:
+    """The cache entry of the plugin built from this source against ``header``."""
+    compiler = os.environ.get("CC", "gcc")
+    return cache_root() / "qemu-plugin" / digest(SOURCE.read_bytes(), header.read_bytes(), compiler, *CFLAGS)
+
+
+def built_plugin() -> Path | None:
+    """The plugin if it is already built for the installed QEMU (nothing is fetched or compiled)."""
+    header = cache_root() / "qemu-plugin-api" / installed_qemu()[1] / HEADER
+    library = _plugin_dir(header) / LIBRARY if header.is_file() else None
+    return library if library is not None and library.is_file() else None
+
+
 def ensure_plugin(log: Log = log_stderr) -> Path:
     """The compiled plugin (``libinsn_count.so``), rebuilt only when its source or the header changes."""
     header = ensure_header(log)
     compiler = os.environ.get("CC", "gcc")
-    final = cache_root() / "qemu-plugin" / digest(SOURCE.read_bytes(), header.read_bytes(), compiler, *CFLAGS)
+    final = _plugin_dir(header)
     if (final / LIBRARY).is_file():
         return final / LIBRARY
     with Step(log, f"compiling the instruction-counting plugin {SOURCE.name}"), build_into(final) as out:

@@ -29,7 +29,7 @@ from runtime.errors import BenchError
 PYTHON = "python3.11"
 DEBIAN_PACKAGES = ("python3-numpy", "libstdc++6")
 WHEELS = ("ai-edge-litert==2.3.0",)
-RECIPE_VERSION = 1
+RECIPE_VERSION = 2
 FACTS = "sysroot.json"
 
 # /proc/cpuinfo of one Cortex-A72 (r0p3) as Linux prints it; the features are those of QEMU's cortex-a72.
@@ -115,6 +115,12 @@ def sysroot_path(arch: str) -> Path:
     return cache_root() / f"sysroot-{arch}-{key}"
 
 
+def built_sysroot(arch: str) -> Sysroot | None:
+    """The sysroot of ``arch`` if it is already assembled (nothing is downloaded)."""
+    root = sysroot_path(arch)
+    return Sysroot(root, TARGETS[arch]) if (root / FACTS).is_file() else None
+
+
 def _relative_symlinks(root: Path) -> None:
     """Point absolute symlinks at their file inside ``root`` (they would resolve into the host otherwise)."""
     for dirpath, dirnames, filenames in os.walk(root):
@@ -153,7 +159,7 @@ def _install_wheels(target: Target, site: Path) -> list[str]:
         errors = [line for line in done.stderr.splitlines() if "ERROR" in line] or done.stderr.splitlines()
         raise BenchError(f"pip could not install {' '.join(WHEELS)} for {target.wheel_platform}: "
                          f"{errors[-1] if errors else done.returncode}")
-    return sorted(p.name for p in site.glob("*.dist-info"))
+    return sorted(p.name[: -len(".dist-info")].replace("-", " ") for p in site.glob("*.dist-info"))
 
 
 def _precompile(root: Path, final: Path) -> bool:
@@ -167,7 +173,8 @@ def _precompile(root: Path, final: Path) -> bool:
     return True
 
 
-def _smoke_test(sysroot: Sysroot) -> str:
+def _smoke_test(sysroot: Sysroot) -> tuple[str, str]:
+    """(Python version, numpy version) of the sysroot, once it has imported LiteRT's interpreter."""
     code = "import sys, numpy, ai_edge_litert.interpreter as i; print(sys.version.split()[0], numpy.__version__)"
     done = subprocess.run(sysroot.command(["-c", code]), env=sysroot.env(), capture_output=True, text=True,
                           timeout=600)
@@ -175,15 +182,17 @@ def _smoke_test(sysroot: Sysroot) -> str:
         tail = (done.stderr.strip().splitlines() or [f"exit {done.returncode}"])[-1]
         raise BenchError(f"the assembled {sysroot.target.debian_arch} Python does not start under "
                          f"{sysroot.target.qemu}: {tail}")
-    return done.stdout.strip()
+    python, numpy = done.stdout.split()
+    return python, numpy
 
 
 def ensure_sysroot(arch: str = "aarch64", log: Log = log_stderr) -> Sysroot:
     """The cached sysroot of ``arch``; assembled on first use (about 45 MB of downloads)."""
     target = _target(arch)
     final = sysroot_path(arch)
-    if (final / FACTS).is_file():
-        return Sysroot(final, target)
+    built = built_sysroot(arch)
+    if built is not None:
+        return built
     start = time.monotonic()
     with Step(log, f"assembling the {arch} Python + LiteRT sysroot in {final} (once)"), build_into(final) as root, \
             tempfile.TemporaryDirectory(prefix="bitat-edge-sysroot-") as tmp:
@@ -205,9 +214,9 @@ def ensure_sysroot(arch: str = "aarch64", log: Log = log_stderr) -> Sysroot:
         with Step(log, "  byte-compiling the sysroot's Python modules"):
             precompiled = _precompile(root, final)
         with Step(log, f"  checking that the sysroot's Python imports numpy and LiteRT under {target.qemu}"):
-            versions = _smoke_test(Sysroot(root, target))
+            python, numpy = _smoke_test(Sysroot(root, target))
         facts = {
-            "arch": arch, "recipe": RECIPE_VERSION, "python_numpy": versions, "wheels": wheels,
+            "arch": arch, "recipe": RECIPE_VERSION, "python": python, "numpy": numpy, "wheels": wheels,
             "debian_packages": [f"{name}={version}" for name, version in pinned], "precompiled": precompiled,
             "build_seconds": round(time.monotonic() - start, 1),
         }
