@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from factories import tflite_predictions
 
 from runtime.bench import cli
 
@@ -22,20 +23,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(shutil.which("qemu-aarch64") is None, reason="qemu-user is not installed (apt-get install qemu-user)"),
 ]
-
-
-def _host_predictions(model: Path, x: np.ndarray) -> list[int]:
-    import tensorflow as tf
-
-    interpreter = tf.lite.Interpreter(model_content=model.read_bytes(), num_threads=1)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    predictions = []
-    for i in range(len(x)):
-        interpreter.set_tensor(inp, x[i : i + 1])
-        interpreter.invoke()
-        predictions.append(int(np.argmax(interpreter.get_tensor(out))))
-    return predictions
 
 
 def _bench(bundle: Path, out: Path, *args: str) -> dict:
@@ -57,7 +44,7 @@ def test_litert_runs_in_the_emulation_sysroot_with_exact_counts(device_bundle: P
     with np.load(device_bundle / "eval.npz") as data:
         x = data["x"]
     emulated = np.load(first["dir"] / "predictions_fp32.npy").tolist()
-    assert emulated == _host_predictions(device_bundle / "model_fp32.tflite", x)
+    assert emulated == tflite_predictions((device_bundle / "model_fp32.tflite").read_bytes(), x)
 
     again = _bench(device_bundle, tmp_path / "b", "--no-accuracy")
     assert again["measurements"][0]["instructions"] == m["instructions"]  # deterministic to the instruction
