@@ -83,6 +83,8 @@ def float_bundle(float_run: Path, work: Path, echo) -> Path:
     if not source.is_file():
         raise BenchError(f"{float_run}: no model.onnx; run `make train` (its float run) first")
     copy = work / float_run.name
+    if copy.resolve() == float_run.resolve():
+        raise BenchError(f"--work {work} holds the float run itself; pick another --work (the run is never written)")
     if (copy / "deploy" / "manifest.json").is_file() and sha256_file(copy / "model.onnx") == sha256_file(source):
         return copy / "deploy"
     shutil.rmtree(copy, ignore_errors=True)
@@ -235,9 +237,10 @@ def main(bundle: str, float_run: str, work: str, images: int, litert_images: int
         rows = []
         for device in DEVICES:
             arch = resolve_device(device).arch
+            if arch in NO_LITERT:
+                missing.append(f"{device}: no LiteRT rows: {NO_LITERT[arch]}")
             for row in plan:
                 if row.litert and arch in NO_LITERT:
-                    missing.append(f"{device}: no '{row.name}' row: {NO_LITERT[arch]}")
                     continue
                 n = litert_images if row.litert else images
                 _, host, host_pred = measure(row, "host", n, count_images, root, fresh, timeout, echo)
