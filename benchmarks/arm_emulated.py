@@ -212,7 +212,8 @@ def render_markdown(summary: dict) -> str:
 @click.option("--count-images", default=3, show_default=True, type=click.IntRange(min=1),
               help="Images whose invokes are counted with the plugin.")
 @click.option("--timeout", default=6 * 3600.0, show_default=True, help="Seconds allowed per emulated command.")
-@click.option("--fresh", is_flag=True, help="Measure every row again instead of reusing finished sessions.")
+@click.option("--fresh", is_flag=True, help="Measure every row again instead of reusing finished sessions "
+              "(a reused session keeps the --count-images it was measured with).")
 @click.option("--out", default=str(REPO / "results" / "arm_emulated.json"), show_default=True,
               type=click.Path(dir_okay=False), help="Result file; the table (.md) and plot (.png) go beside it.")
 def main(bundle: str, float_run: str, work: str, images: int, litert_images: int | None, count_images: int,
