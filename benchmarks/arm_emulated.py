@@ -12,12 +12,14 @@ Rows, per emulated device (qemu-aarch64 -cpu cortex-a72; qemu-armv7 -cpu cortex-
 Every row runs through ``bench.py``'s session machinery: top-1 on ``--images`` eval images without the
 counter, instructions of ``--count-images`` invokes with the QEMU plugin, and the same images on the host
 (LCE's interpreter for the LCE model, TensorFlow's TFLite for the others) for ``agreement_top1``.
+Each row states its image count: a finished session over more images than asked is reused as it is.
 LiteRT publishes no armv7 wheel, so qemu-armv7 has only our engine's row.
 
 Writes results/arm_emulated.json, the README table results/arm_emulated.md and the plot
 results/arm_emulated.png. All counts are EMULATED instructions, never time. Sessions are kept under
 ``--work``/bench; a rerun reuses a finished session of the same model file, engine and image count
-(``--fresh`` measures again), so an interrupted run (Ctrl-C) resumes where it stopped.
+(``--fresh`` measures again), so an interrupted run (Ctrl-C) resumes where it stopped. A session over more
+images than asked is reused too (the row says how many it has).
 """
 
 from __future__ import annotations
@@ -133,8 +135,8 @@ def int8_op_histogram(model: Path) -> dict[str, int]:
 
 def _finished(root: Path, device: str, row: Row, engine: str, images: int,
               counted: bool) -> tuple[Path, Measurement] | None:
-    """The newest finished session of ``row`` by ``engine`` on ``device`` over ``images`` images, with its
-    predictions (and instruction counts if ``counted``)."""
+    """The newest finished session of ``row`` by ``engine`` on ``device`` over at least ``images`` images,
+    with its predictions (and instruction counts if ``counted``)."""
     sha = row.bundle.models[row.kind].sha256
     for record in sorted(root.glob(f"{device}-*/results.json"), reverse=True):
         try:
@@ -143,7 +145,7 @@ def _finished(root: Path, device: str, row: Row, engine: str, images: int,
             continue
         for m in session.measurements:
             if (m.model_sha256 == sha and m.engine == engine and m.accuracy is not None
-                    and m.accuracy.total == images and (m.instructions is not None or not counted)
+                    and m.accuracy.total >= images and (m.instructions is not None or not counted)
                     and (record.parent / f"predictions_{m.model}.npy").is_file()):
                 return record.parent, m
     return None
@@ -244,8 +246,9 @@ def main(bundle: str, float_run: str, work: str, images: int, litert_images: int
                 if row.litert and arch in NO_LITERT:
                     continue
                 n = litert_images if row.litert else images
-                _, host, host_pred = measure(row, "host", n, count_images, root, fresh, timeout, echo)
                 session_dir, m, pred = measure(row, device, n, count_images, root, fresh, timeout, echo)
+                _, host, host_pred = measure(row, "host", len(pred), count_images, root, fresh, timeout, echo)
+                host_pred = host_pred[: len(pred)]  # the same first eval images
                 count = m.instructions
                 rows.append({
                     "device": device, "name": row.name, "model": m.model, "file": m.file,
