@@ -194,8 +194,8 @@ def render_markdown(summary: dict) -> str:
         lines += [f"- {note}" for note in summary["missing"] if note.startswith(device)]
         lines.append("")
     for device, ratios in summary["ratios"].items():
-        lines.append(f"Instruction ratios on {device}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + ".")
-    lines += ["", f"The float int8 model is fully integer between QUANTIZE and DEQUANTIZE: "
+        lines += [f"Instruction ratios on {device}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + ".", ""]
+    lines += [f"The float int8 model is fully integer between QUANTIZE and DEQUANTIZE: "
               f"{', '.join(f'{k} {v}' for k, v in summary['int8_op_histogram'].items())}. {summary['date']}."]
     return "\n".join(lines) + "\n"
 
