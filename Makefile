@@ -10,7 +10,7 @@ RUN ?= runs/fmnist_bitat
 DEVICE ?= host
 PYTEST_ARGS ?=
 
-.PHONY: help setup data train train-float convert bench test lint clean-venv docker-aarch64 docker-armv7 docker-android_arm64
+.PHONY: help setup data train train-float convert bench emulation bench-arm-emulated test lint clean-venv docker-aarch64 docker-armv7 docker-android_arm64
 
 help:  ## list the targets
 	@grep -E '^[a-zA-Z_0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
@@ -38,8 +38,17 @@ train: train-float  ## float teacher, then BiTAT W1A1 on Fashion-MNIST (CPU)
 convert: setup  ## convert the latest `make train` run into an LCE deploy bundle
 	$(BIN)/bitat-edge convert run $(RUN)
 
-bench: setup  ## measure the bundle on DEVICE (host, rpi4, qemu-aarch64, ...)
+bench: setup  ## measure the bundle on DEVICE (host, rpi4, qemu-aarch64, qemu-armv7, ...)
+	@case "$(DEVICE)" in qemu-*) $(MAKE) --no-print-directory emulation EMULATION_ARGS=$(if $(filter qemu-aarch64,$(DEVICE)),,--plugin-only) ;; esac
 	$(BIN)/python runtime/bench.py --device $(DEVICE) --bundle $(RUN)/deploy
+
+emulation: setup  ## qemu-user and cross compilers (apt), the QEMU instruction counter and the aarch64 LiteRT sysroot (cached)
+	bash scripts/ensure_emulation.sh
+	$(BIN)/python -m runtime.emulation setup $(EMULATION_ARGS)
+
+bench-arm-emulated: emulation  ## EMULATED ARM benchmark: the 1-bit model vs LiteRT fp32/int8 -> results/arm_emulated.json
+	$(BIN)/python benchmarks/arm_emulated.py --bundle $(RUN) --float-run $(FLOAT_RUN)
+	$(BIN)/python benchmarks/update_readme.py
 
 test: setup data  ## run the test suite
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -108,6 +108,9 @@ class Measurement(schema.Schema):
     matches_reference: bool | None = None
     profile: list[LayerTime] | None = None
     notes: list[str] = Field(default_factory=list)
+    predictions: list[int] | None = Field(default=None, exclude=True, repr=False)
+    """Top-1 class of each eval image, for agreement between engines. Held in memory only: the session
+    writes it beside results.json (``predictions_<model>.npy``), never into it."""
 
 
 class DeviceInfo(schema.Schema):

@@ -20,6 +20,7 @@ import click  # noqa: E402
 from bitat_edge.layout import MODEL_KINDS, RunDir  # noqa: E402
 from runtime.bundle import load_bundle  # noqa: E402
 from runtime.devices import inventory_path, resolve_device  # noqa: E402
+from runtime.emulation.sysroot import NO_LITERT  # noqa: E402
 from runtime.engines import ENGINES  # noqa: E402
 from runtime.errors import BenchError  # noqa: E402
 from runtime.protocol import Protocol  # noqa: E402
@@ -56,8 +57,9 @@ def _fail(exc: BenchError) -> click.ClickException:
 @_target_options
 @click.option("--engine", type=click.Choice(["auto", *ENGINES]),
               default="auto", show_default=True,
-              help="auto: interpreters on the host, the benchmark binary on devices (interpreters over ssh "
-                   "when the device has Python and no binary).")
+              help="auto: interpreters on the host; on emulated devices LiteRT in the emulation sysroot for "
+                   "the TFLite baselines and the benchmark binary for the LCE model; the benchmark binary on "
+                   "devices (interpreters over ssh when the device has Python and no binary).")
 @click.option("--model", "model", type=click.Choice([*MODEL_KINDS, "all"]), default="all", show_default=True,
               help="Which flatbuffer(s) of the bundle to measure.")
 @click.option("--threads", type=int, default=None, help="Interpreter threads (default: the device profile's).")
@@ -71,10 +73,13 @@ def _fail(exc: BenchError) -> click.ClickException:
 @click.option("--out", default=None, type=click.Path(file_okay=False),
               help="Bench results root (default <run>/bench); sessions go to <out>/<device>-<UTC stamp>/.")
 @click.option("--timeout", type=float, default=900.0, show_default=True, help="Seconds allowed per command on the target.")
+@click.option("--count-images", type=click.IntRange(min=1), default=3, show_default=True,
+              help="Emulated devices: eval images whose invokes are counted (EMULATED instructions, not time).")
 @click.pass_context
 def cli(ctx: click.Context, device: str, bundle: str, transport: str | None, inventory: str | None,
         binary: str | None, engine: str, model: str, threads: int | None, warmup: int, runs: int, windows: int,
-        accuracy: bool, eval_samples: int | None, profile: bool, out: str | None, timeout: float) -> None:
+        accuracy: bool, eval_samples: int | None, profile: bool, out: str | None, timeout: float,
+        count_images: int) -> None:
     """Measure accuracy and latency of a deploy bundle on a device (default: this machine)."""
     if ctx.invoked_subcommand is not None:
         return
@@ -84,15 +89,21 @@ def cli(ctx: click.Context, device: str, bundle: str, transport: str | None, inv
     kinds = MODEL_KINDS if model == "all" else (model,)
     try:
         target = resolve_device(device, inventory_path(inventory), transport)
+        if model == "all" and engine == "auto" and target.arch in NO_LITERT and target.capabilities.python == "sysroot":
+            click.echo(f"note: measuring the LCE model only: {NO_LITERT[target.arch]}")
+            kinds = ("lce",)
         request = SessionRequest(
             device=target, bundle=load_bundle(bundle, kinds), kinds=kinds, engine=engine,
             protocol=Protocol(warmup=warmup, runs=runs, windows=windows, threads=threads or target.threads),
             accuracy=accuracy, eval_samples=eval_samples, profile=profile, binary=binary,
-            bench_root=Path(out) if out else None, timeout=timeout,
+            bench_root=Path(out) if out else None, timeout=timeout, count_images=count_images,
         )
         session_dir, session = run_session(request, echo=click.echo)
     except BenchError as exc:
         raise _fail(exc) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted: nothing was recorded for this session; no emulator or command is left running", err=True)
+        ctx.exit(130)
     click.echo("")
     click.echo(results_text(session))
     click.echo(f"results: {session_dir}")

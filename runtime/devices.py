@@ -30,6 +30,7 @@ from pydantic import Field, field_validator
 
 from bitat_edge import schema
 from runtime.elf import normalize_arch
+from runtime.emulation.sysroot import NO_LITERT
 from runtime.errors import BenchError, ConfigFileError
 from runtime.transports import Capabilities, Transport, TransportSpec, parse_spec, transport_class
 
@@ -119,6 +120,8 @@ class Device:
         python = self.capabilities.python
         if python == "harness":
             return sys.executable
+        if python == "sysroot":  # the emulation sysroot's, which the transport runs; none without LiteRT
+            return None if self.arch in NO_LITERT else "python3"
         return (self.python or "python3") if python == "target" else None
 
     def open_transport(self) -> Transport:

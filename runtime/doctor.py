@@ -9,6 +9,8 @@ from pathlib import Path
 from runtime.bundle import load_bundle
 from runtime.devices import Device
 from runtime.elf import format_version, normalize_arch, parse_version, read_elf
+from runtime.emulation.plugin import built_plugin
+from runtime.emulation.sysroot import NO_LITERT, built_sysroot
 from runtime.engines.base import Stager
 from runtime.engines.benchmark_binary import find_binary
 from runtime.errors import BenchError
@@ -64,7 +66,9 @@ def run_doctor(device: Device, bundle_path: str | None = None, binary: str | Non
             path = None
         if path is not None:
             checks.extend(_binary_checks(path, device, facts.glibc, stager))
-        if python is not None:
+        if transport.capabilities.emulated:
+            checks.extend(_emulation_checks(device.arch))
+        elif python is not None:
             done = transport.run([python, "-c", _PY_CHECK], timeout=60)
             if done.returncode == 0:
                 checks.append(Check("python", "ok", f"{python} has numpy and larq-compute-engine (interpreter engines)"))
@@ -110,6 +114,29 @@ def _binary_checks(path: Path, device: Device, glibc: str, stager: Stager) -> li
     else:
         tail = done.output.strip().splitlines()[-1:] or ["no output"]
         checks.append(Check("binary starts", "fail", f"`{path.name} --help` exited {done.returncode}: {tail[0]}"))
+    return checks
+
+
+def _emulation_checks(arch: str) -> list[Check]:
+    """The instruction counter and the emulation sysroot's Python (LiteRT): built, or built on first use."""
+    later = "the first measurement builds it, or run `python -m runtime.emulation setup` now"
+    try:
+        plugin = built_plugin()
+    except BenchError as exc:
+        return [Check("instruction counter", "fail", str(exc))]
+    checks = [Check("instruction counter", "ok", f"QEMU plugin {plugin}") if plugin else
+              Check("instruction counter", "warn", f"QEMU plugin not built yet ({later})")]
+    if arch in NO_LITERT:
+        checks.append(Check("python", "warn", f"{NO_LITERT[arch]}; the LCE model runs with a binary engine"))
+        return checks
+    sysroot = built_sysroot(arch)
+    if sysroot is None:
+        checks.append(Check("python", "warn", f"the {arch} Python + LiteRT sysroot is not assembled yet "
+                                              f"(about 45 MB of downloads; {later})"))
+    else:
+        facts = sysroot.facts()
+        checks.append(Check("python", "ok", f"{arch} Python {facts['python']}, numpy {facts['numpy']}, "
+                                            f"{', '.join(facts['wheels'])} in {sysroot.root} (LiteRT: TFLite baselines)"))
     return checks
 
 

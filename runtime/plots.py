@@ -55,6 +55,27 @@ def accuracy_vs_latency(rows: list[dict[str, str]], path: Path) -> Path | None:
     return _save(fig, path)
 
 
+def accuracy_vs_instructions(points: list[tuple[str, str, int, float]], path: Path, title: str) -> Path | None:
+    """Top-1 vs EMULATED instructions per inference; ``points`` are (series, label, instructions, top-1 0..1)."""
+    if not points:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for n, series in enumerate(sorted({p[0] for p in points})):
+        group = [p for p in points if p[0] == series]
+        ax.plot([p[2] for p in group], [100 * p[3] for p in group], "o", label=series)
+        for _, label, x, y in group:  # each series labels on its own line, so close points stay readable
+            ax.annotate(label, (x, 100 * y), textcoords="offset points", xytext=(4, 4 - 11 * n), fontsize=8)
+    ax.set_xlim(left=0, right=1.25 * max(p[2] for p in points))  # linear from 0: the ratios read off directly
+    ax.xaxis.set_major_formatter(lambda value, _: f"{value / 1e6:g} M")
+    ax.set_xlabel("instructions per inference (EMULATED)")
+    ax.set_ylabel("top-1 accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
 def per_layer_time(profile: list[LayerTime], path: Path, title: str, top: int = 25) -> Path | None:
     """Horizontal bars of average time per op (the benchmark binary's 'Run Order' table), slowest first."""
     rows = [r for r in profile if r.avg_ms is not None]

@@ -5,7 +5,12 @@ local transports copy this file to the target and run it there with the target's
 a JSON file that the harness pulls back and summarises.
 
     python remote_measure.py --model m.tflite --backend lce --threads 4 --warmup 5 --runs 50 \
-        --windows 3 [--eval eval.npz --eval-samples 1000] --out result.json
+        --windows 3 [--eval eval.npz --eval-samples 1000 --progress 1000] [--mark-invokes 5] --out result.json
+
+``--mark-invokes K`` serves instruction counting under emulation: after the warm-up, K more invokes
+(on the first K eval images) each sit between two ``os.getppid()`` calls, followed by one empty pair;
+a counter that watches that system call (the QEMU plugin's ``syscall=`` marker) then measures
+exactly one ``invoke()`` each, and the empty pair is the cost of the marking itself.
 """
 
 from __future__ import annotations
@@ -19,9 +24,24 @@ import os
 import resource
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
+
+
+class Runner(NamedTuple):
+    """One loaded model: set the input, invoke, read the output (separately, so an invoke can be marked)."""
+
+    set_input: Callable[[np.ndarray], None]
+    invoke: Callable[[], None]
+    output: Callable[[], np.ndarray]
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.set_input(x)
+        self.invoke()
+        return self.output()
 
 
 def _package_version(name: str) -> str:
@@ -47,11 +67,16 @@ def _lce_runner(model: bytes, threads: int):
         interpreter = importlib.import_module("larq_compute_engine").testing.Interpreter(model, threads).interpreter
     in_dtype = np.dtype(interpreter.input_types[0])
     in_scale, in_zero = interpreter.input_scales[0], interpreter.input_zero_points[0]
+    state: dict[str, np.ndarray] = {}
 
-    def run(x: np.ndarray) -> np.ndarray:
-        return interpreter.predict([_to_input(x, in_dtype, in_scale, in_zero)])[0]
+    def set_input(x: np.ndarray) -> None:
+        state["input"] = _to_input(x, in_dtype, in_scale, in_zero)
 
-    return run, "larq_compute_engine", _package_version("larq-compute-engine")
+    def invoke() -> None:  # LCE's Python API sets the input, invokes and copies the output in one call
+        state["output"] = interpreter.predict([state["input"]])[0]
+
+    runner = Runner(set_input, invoke, lambda: state["output"])
+    return runner, "larq_compute_engine", _package_version("larq-compute-engine")
 
 
 def _tflite_runner(model: bytes, threads: int):
@@ -73,12 +98,13 @@ def _tflite_runner(model: bytes, threads: int):
         inp, out = interpreter.get_input_details()[0], interpreter.get_output_details()[0]
         scale, zero = inp["quantization"]
 
-        def run(x: np.ndarray, interpreter=interpreter, inp=inp, out=out, scale=scale, zero=zero) -> np.ndarray:
+        def set_input(x: np.ndarray, interpreter=interpreter, inp=inp, scale=scale, zero=zero) -> None:
             interpreter.set_tensor(inp["index"], _to_input(x, np.dtype(inp["dtype"]), scale, zero))
-            interpreter.invoke()
+
+        def output(interpreter=interpreter, out=out) -> np.ndarray:
             return interpreter.get_tensor(out["index"])
 
-        return run, module_name.split(".")[0], _package_version(dist)
+        return Runner(set_input, interpreter.invoke, output), module_name.split(".")[0], _package_version(dist)
     return _lce_runner(model, threads)
 
 
@@ -92,10 +118,23 @@ def _to_input(x: np.ndarray, dtype: np.dtype, scale, zero) -> np.ndarray:
     return x.astype(dtype, copy=False)
 
 
+def _mark_invokes(run: Runner, inputs: np.ndarray) -> None:
+    """Each input's invoke between two getppid() system calls, then one empty pair (see the module doc)."""
+    for i in range(len(inputs)):
+        run.set_input(inputs[i : i + 1].astype(np.float32))
+        os.getppid()
+        run.invoke()
+        os.getppid()
+    os.getppid()
+    os.getppid()
+
+
 def measure(model_path: str, backend: str, threads: int, warmup: int, runs: int, windows: int,
             eval_path: str | None = None, eval_samples: int | None = None,
-            input_shape: list[int] | None = None) -> dict:
-    """Time ``warmup`` + ``windows`` × ``runs`` invokes of one input; top-1 over the eval set if given.
+            input_shape: list[int] | None = None, mark_invokes: int = 0, progress: int = 0) -> dict:
+    """Time ``warmup`` + ``windows`` × ``runs`` invokes of one input; top-1 and predictions over the eval
+    set if given (a 'progress: i/n images' line on stderr every ``progress`` images); ``mark_invokes``
+    marked invokes after the warm-up (see the module docstring).
 
     The timed input is the first eval sample, or seeded noise of ``input_shape`` without an eval set.
     """
@@ -117,6 +156,8 @@ def measure(model_path: str, backend: str, threads: int, warmup: int, runs: int,
         sample = np.random.default_rng(0).standard_normal(input_shape).astype(np.float32)
     for _ in range(warmup):
         run(sample)
+    if mark_invokes:
+        _mark_invokes(run, x[:mark_invokes] if x is not None else np.repeat(sample, mark_invokes, axis=0))
     timings = []
     for _ in range(windows):
         window = []
@@ -125,12 +166,15 @@ def measure(model_path: str, backend: str, threads: int, warmup: int, runs: int,
             run(sample)
             window.append((time.perf_counter_ns() - start) / 1000.0)
         timings.append(window)
-    accuracy = None
-    if y is not None:
-        correct = 0
+    accuracy = predictions = None
+    if x is not None:
+        predictions = []
         for i in range(len(x)):
-            logits = run(x[i : i + 1].astype(np.float32))
-            correct += int(np.argmax(logits.reshape(-1)) == int(y[i]))
+            predictions.append(int(np.argmax(run(x[i : i + 1].astype(np.float32)).reshape(-1))))
+            if progress and (i + 1) % progress == 0:
+                print(f"progress: {i + 1}/{len(x)} images", file=sys.stderr, flush=True)
+    if y is not None:
+        correct = int((np.asarray(predictions) == np.asarray(y)).sum())
         accuracy = {"correct": correct, "total": int(len(x)), "top1": correct / max(len(x), 1)}
     return {
         "backend": backend_name,
@@ -138,6 +182,7 @@ def measure(model_path: str, backend: str, threads: int, warmup: int, runs: int,
         "python": sys.version.split()[0],
         "timings_us": timings,
         "accuracy": accuracy,
+        "predictions": predictions,  # top-1 class of each eval image, for agreement between engines
         "peak_rss_kb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss,
     }
 
@@ -153,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--eval")
     parser.add_argument("--eval-samples", type=int)
     parser.add_argument("--input-shape", type=lambda text: [int(d) for d in text.split(",")])
+    parser.add_argument("--mark-invokes", type=int, default=0)
+    parser.add_argument("--progress", type=int, default=0)
     parser.add_argument("--out", required=True)
     args = parser.parse_args(argv)
     result = measure(args.model, args.backend, args.threads, args.warmup, args.runs, args.windows,
-                     args.eval, args.eval_samples, args.input_shape)
+                     args.eval, args.eval_samples, args.input_shape, args.mark_invokes, args.progress)
     tmp = args.out + ".tmp"
     with open(tmp, "w", encoding="utf-8") as handle:
         json.dump(result, handle)

@@ -26,6 +26,7 @@ class SessionRequest:
     binary: str | None = None  # --binary: the benchmark binary for the target
     bench_root: Path | None = None  # sessions go to <bench_root>/<device>-<stamp>/
     timeout: float = 900.0  # seconds allowed per command on the target
+    count_images: int = 3  # EMULATED targets: eval images whose invokes are counted (instructions, not time)
 
     @property
     def results_root(self) -> Path:

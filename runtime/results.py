@@ -1,5 +1,6 @@
 """Session results: ``log.txt``, ``results.json`` (``bitat_edge.bench_record.BenchSession``), ``results.txt``
-per session; ``results.csv`` and ``results.md`` aggregated over sessions. Every file is written atomically.
+and ``predictions_<model>.npy`` (top-1 class per eval image, int16) per session; ``results.csv`` and
+``results.md`` aggregated over sessions. Every file is written atomically.
 
 A latency figure is always printed with what it is (``typical_is``): the median of all runs, or the
 median of window means when the engine reports window aggregates only.
@@ -13,8 +14,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bitat_edge import bench_record, schema
-from bitat_edge.atomic import write_text
+from bitat_edge.atomic import write_bytes, write_text
 from bitat_edge.bench_record import BenchSession
 
 CSV_COLUMNS = [
@@ -173,6 +176,11 @@ def typical_label(row: dict[str, str]) -> str:
 def write_session(session_dir: Path, bench_root: Path, session: BenchSession, log: SessionLog) -> None:
     """Write the session files, then refresh the aggregated CSV and markdown table from the record as stored."""
     record = schema.save_json(session, session_dir / "results.json")
+    for m in session.measurements:
+        if m.predictions is not None:
+            buffer = io.BytesIO()
+            np.save(buffer, np.asarray(m.predictions, dtype=np.int16))
+            write_bytes(session_dir / f"predictions_{m.model}.npy", buffer.getvalue())
     write_text(session_dir / "results.txt", results_text(session))
     append_csv(bench_root / "results.csv", csv_rows(bench_record.load(record), session_dir.name))
     write_text(bench_root / "results.md", markdown_table(read_csv(bench_root / "results.csv")))

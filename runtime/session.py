@@ -16,7 +16,7 @@ from runtime import plots
 from runtime.engines import ENGINES
 from runtime.engines.base import Engine, Stager
 from runtime.engines.benchmark_binary import BenchmarkBinaryEngine
-from runtime.engines.interpreter import interpreter_for
+from runtime.engines.interpreter import TfliteInterpreterEngine, interpreter_for
 from runtime.errors import BenchError
 from runtime.request import SessionRequest
 from runtime.results import SessionLog, read_csv, utc_stamp, write_session
@@ -25,15 +25,18 @@ from runtime.tflite_ops import custom_ops
 
 def choose_engine(kind: str, request: SessionRequest) -> Engine:
     """The engine for model ``kind``; 'auto' uses what the target offers: this machine's Python
-    (interpreters), no Python (the benchmark binary), or a device's Python as the fallback when it has no binary."""
+    (interpreters), no Python (the benchmark binary), an emulation sysroot's Python (LiteRT for the TFLite
+    baselines, the benchmark binary for the LCE model), or a device's Python as the fallback when it has no binary."""
     if request.engine != "auto":
         return ENGINES[request.engine].create(request)
     device = request.device
     python = device.capabilities.python
     if python == "harness":
         return interpreter_for(kind).create(request)
-    if python == "none":
+    if python == "none" or (python == "sysroot" and kind == "lce"):
         return BenchmarkBinaryEngine.create(request)
+    if python == "sysroot":  # the emulation sysroot has LiteRT for TFLite models, not LCE
+        return TfliteInterpreterEngine.create(request)
     try:
         return BenchmarkBinaryEngine.create(request)
     except BenchError as exc:
@@ -132,7 +135,12 @@ def run_session(request: SessionRequest, echo=None) -> tuple[Path, BenchSession]
     finally:
         transport.close()
     write_session(session_dir, bench_root, session, log)
-    plots.accuracy_vs_latency(read_csv(bench_root / "results.csv"), bench_root / "accuracy_vs_latency.png")
+    rows = read_csv(bench_root / "results.csv")
+    plots.accuracy_vs_latency(rows, bench_root / "accuracy_vs_latency.png")
+    plots.accuracy_vs_instructions(
+        [(f"{r['device']} · {r['engine']}", r["model"], int(r["instructions_per_inference"]), float(r["top1"]))
+         for r in rows if r.get("instructions_per_inference") and r.get("top1")],
+        bench_root / "accuracy_vs_instructions.png", "EMULATED: top-1 vs instructions per inference")
     for m in measurements:
         if m.profile:
             plots.per_layer_time(m.profile, session_dir / f"per_layer_{m.model}.png",

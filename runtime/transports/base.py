@@ -17,6 +17,7 @@ from runtime.errors import BenchError
 
 if TYPE_CHECKING:
     from runtime.devices import Device
+    from runtime.emulation.counts import InsnCounts
 
 
 @dataclass(frozen=True)
@@ -24,9 +25,11 @@ class Capabilities:
     """What a kind of target offers; the harness asks these instead of comparing transport names."""
 
     emulated: bool = False  # numbers come from an emulator: labelled EMULATED, never mixed with device figures
-    python: Literal["harness", "target", "none"] = "target"
+    python: Literal["harness", "target", "sysroot", "none"] = "target"
     """Who runs the interpreter engines' script: ``harness`` (this process's interpreter, on this machine),
-    ``target`` (the device's Python: the inventory's ``python:``, else python3) or ``none`` (binaries only)."""
+    ``target`` (the device's Python: the inventory's ``python:``, else python3), ``sysroot`` (an emulated
+    Python assembled on this machine, with LiteRT but no LCE: ``runtime.emulation.sysroot``) or ``none``
+    (binaries only)."""
     libc: Literal["glibc", "bionic"] = "glibc"
     """The C library of the target: glibc-linked binaries run there (their GLIBC_x.y needs are checked), or
     bionic (Android: a binary must be static or built for Android)."""
@@ -102,6 +105,13 @@ class Transport(ABC):
     @abstractmethod
     def run(self, argv: list[str], timeout: float) -> CompletedRun:
         """Run ``argv`` on the target; raise ``TransportTimeout`` when it runs past ``timeout`` seconds."""
+
+    def run_counted(self, argv: list[str], timeout: float,
+                    marker: int | str | None = None) -> tuple[CompletedRun, InsnCounts | None]:
+        """Run ``argv`` counting the instructions it executes (EMULATED targets only); the counts are None
+        when the program failed. ``marker``: the address of an instruction, or ``"getppid"`` (each
+        os.getppid() of a Python program), at which the count so far is recorded (``runtime.emulation.counts``)."""
+        raise BenchError(f"{self.label}: instructions can be counted only on emulated targets")
 
     def facts(self) -> Facts:
         """uname, CPU, governor, glibc and word size of the target, read with plain commands."""

@@ -1,4 +1,4 @@
-"""Run on this machine: subprocess with argument lists, a process-group kill on timeout."""
+"""Run on this machine: subprocess with argument lists, a process-group kill on timeout and on Ctrl-C."""
 
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from runtime.errors import BenchError, TransportTimeout
 from runtime.transports.base import Capabilities, CompletedRun, Transport, TransportSpec
@@ -19,13 +21,16 @@ if TYPE_CHECKING:
     from runtime.devices import Device
 
 
-def run_local(argv: list[str], timeout: float, label: str = "this machine", cwd: str | None = None) -> CompletedRun:
-    """Run ``argv`` locally; kill its whole process group when it passes ``timeout`` seconds."""
+def run_local(argv: list[str], timeout: float, label: str = "this machine", cwd: str | None = None,
+              env: dict[str, str] | None = None, on_stderr_line: Callable[[str], None] | None = None) -> CompletedRun:
+    """Run ``argv`` locally (environment ``env``, default this process's); each stderr line also goes to
+    ``on_stderr_line`` as it arrives. The command runs in its own process group, which is killed when it
+    passes ``timeout`` seconds and on any error or Ctrl-C here, so nothing keeps running behind us."""
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
             argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
-            cwd=cwd, start_new_session=True, text=True, errors="replace",
+            cwd=cwd, env=env, start_new_session=True, text=True, errors="replace",
         )
     except FileNotFoundError:
         raise BenchError(f"{argv[0]}: program not found on {label}; install it or pass its full path") from None
@@ -38,16 +43,34 @@ def run_local(argv: list[str], timeout: float, label: str = "this machine", cwd:
                 "CPU); run it on its target or through --device qemu-aarch64"
             ) from None
         raise BenchError(f"{argv[0]}: cannot start on {label} ({exc.strerror})") from None
+    out: list[str] = []
+    err: list[str] = []
+    readers = [threading.Thread(target=_drain, args=(proc.stdout, out, None), daemon=True),
+               threading.Thread(target=_drain, args=(proc.stderr, err, on_stderr_line), daemon=True)]
+    for reader in readers:
+        reader.start()
     try:
-        stdout, stderr = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.communicate()
         raise TransportTimeout(
             f"{' '.join(argv[:3])}: still running on {label} after {timeout:g} s and was killed; "
             "raise the timeout or lower --runs"
         ) from None
-    return CompletedRun(stdout, stderr, proc.returncode, time.monotonic() - start)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for reader in readers:
+            reader.join()
+    return CompletedRun("".join(out), "".join(err), proc.returncode, time.monotonic() - start)
+
+
+def _drain(pipe: IO[str], lines: list[str], on_line: Callable[[str], None] | None) -> None:
+    for line in pipe:
+        lines.append(line)
+        if on_line is not None:
+            on_line(line.rstrip("\n"))
+    pipe.close()
 
 
 class LocalTransport(Transport):

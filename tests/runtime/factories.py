@@ -65,14 +65,7 @@ def build_bundle(deploy: Path, samples: int = 24) -> dict:
     interpreter = lce.testing.Interpreter((deploy / "model.tflite").read_bytes())
     top1 = {"lce": float(np.mean(np.argmax(interpreter.predict(x), axis=1) == y))}
     for kind in ("fp32", "int8"):  # the convert stage's keys and rounding
-        tfl = tf.lite.Interpreter(model_content=(deploy / f"model_{kind}.tflite").read_bytes())
-        tfl.allocate_tensors()
-        inp, out = tfl.get_input_details()[0]["index"], tfl.get_output_details()[0]["index"]
-        preds = []
-        for i in range(len(x)):
-            tfl.set_tensor(inp, x[i : i + 1])
-            tfl.invoke()
-            preds.append(int(np.argmax(tfl.get_tensor(out))))
+        preds = tflite_predictions((deploy / f"model_{kind}.tflite").read_bytes(), x)
         top1[f"tflite_{kind}"] = float(np.mean(np.array(preds) == y))
     manifest = Manifest(
         model_name="tiny_w1a1",
@@ -84,6 +77,21 @@ def build_bundle(deploy: Path, samples: int = 24) -> dict:
     )
     manifest.save(deploy / "manifest.json")
     return {"top1": top1, "x": x, "y": y}
+
+
+def tflite_predictions(model: bytes, x: np.ndarray) -> list[int]:
+    """Top-1 class of each image of ``x`` by TensorFlow's TFLite interpreter on this machine."""
+    import tensorflow as tf
+
+    interpreter = tf.lite.Interpreter(model_content=model, num_threads=1)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    predictions = []
+    for i in range(len(x)):
+        interpreter.set_tensor(inp, x[i : i + 1])
+        interpreter.invoke()
+        predictions.append(int(np.argmax(interpreter.get_tensor(out))))
+    return predictions
 
 
 HELLO_C = r"""

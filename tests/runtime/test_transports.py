@@ -85,8 +85,9 @@ def test_qemu_command_line_uses_sysroot_only_for_dynamic_binaries(aarch64_progra
     transport = QemuTransport("qemu-aarch64", "cortex-a72", "/usr/aarch64-linux-gnu")
     if not Path("/usr/aarch64-linux-gnu/lib").is_dir():
         pytest.skip("no aarch64 sysroot")
-    cmd = transport.command([str(aarch64_program), "--x"])
+    cmd, env = transport.command([str(aarch64_program), "--x"])
     assert cmd == ["qemu-aarch64", "-cpu", "cortex-a72", "-L", "/usr/aarch64-linux-gnu", str(aarch64_program), "--x"]
+    assert env is None  # a program runs with this process's environment; only the sysroot Python gets its own
     missing = QemuTransport("qemu-nonexistent-arch", "x", "/nowhere")
     with pytest.raises(BenchError, match="install qemu-user"):
         missing.command([str(aarch64_program)])
