@@ -24,7 +24,8 @@ from train.checkpoint import (
 from train.config import TrainConfig, load_config
 from train.data import build_datasets
 from train.distributed import DistEnv, epoch_batches, eval_indices
-from train.engine import build_optimizer, distillation_loss, evaluate, lr_factor, train
+from train.engine import Trainer, build_optimizer, distillation_loss, evaluate, lr_factor, train
+from train.teacher import TeacherTable
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke_synthetic.yaml"
@@ -269,3 +270,57 @@ def test_best_checkpoint_falls_back_to_the_final_model(tmp_path, monkeypatch):
     result = train(smoke_config(), tmp_path, resume=False)
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["global_step"] == 14
     assert result["best_epoch"] == 2
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def test_without_augmentation_the_teacher_logits_are_computed_once_with_the_same_result(
+    trained, tmp_path, monkeypatch
+):
+    run_dir, _ = trained
+    teacher = run_dir / "checkpoints" / "best.pt"
+    cfg = smoke_config("optim.epochs=1", "data.augment=false", f"distill.teacher={teacher}", "distill.alpha=0.7")
+    built: list[object] = []
+    original = Trainer._teacher_table
+
+    def spy(self):
+        table = original(self)
+        built.append(table)
+        return table
+
+    monkeypatch.setattr(Trainer, "_teacher_table", spy)
+    train(cfg, tmp_path / "table", resume=False)
+    assert isinstance(built[0], TeacherTable) and built[0].logits.shape == (230, 10)  # 256 minus 10 % validation
+    monkeypatch.setattr(Trainer, "_teacher_table", lambda self: None)  # the teacher forward at every step
+    train(cfg, tmp_path / "forward", resume=False)
+    table, forward = _final_weights(tmp_path / "table"), _final_weights(tmp_path / "forward")
+    for key, value in forward.items():
+        assert torch.allclose(table[key].float(), value.float(), atol=1e-4), key
+    monkeypatch.setattr(Trainer, "_teacher_table", spy)
+    train(smoke_config("optim.epochs=1", f"distill.teacher={teacher}"), tmp_path / "augmented", resume=False)
+    assert built[-1] is None  # augmented images differ every epoch: no table
+
+
+def test_teacher_table_rows_are_the_teacher_logits_of_the_dataset_items(trained):
+    run_dir, _ = trained
+    teacher, _cfg = build_from_checkpoint(run_dir / "checkpoints" / "best.pt")
+    cfg = smoke_config("data.augment=false")
+    dataset = build_datasets(cfg.data, cfg.seed).train
+    table = TeacherTable.compute(teacher, dataset, 50, torch.device("cpu"))
+    indices = [7, 0, 229, 31]
+    with torch.no_grad():
+        expected = teacher(torch.stack([dataset[i][0] for i in indices]))
+    assert torch.allclose(table.lookup(indices), expected, atol=1e-5) and table.seconds > 0
+
+
+def test_channels_last_trains_to_the_same_result(tmp_path):
+    # Summation order differs between the layouts and Adam's first steps amplify tiny gradients,
+    # so the weights are not bit-identical; the trained model's quality is the same.
+    nchw = train(smoke_config("optim.epochs=2"), tmp_path / "nchw", resume=False)
+    nhwc = train(smoke_config("optim.epochs=2", "run.channels_last=true"), tmp_path / "nhwc", resume=False)
+    assert nhwc["test_top1"] == pytest.approx(nchw["test_top1"], abs=0.05)
+    assert nhwc["test_loss"] == pytest.approx(nchw["test_loss"], rel=0.05)
+    model = load_checkpoint(tmp_path / "nhwc" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.isfinite(v.float()).all() for v in model.values())
