@@ -180,9 +180,9 @@ def test_rotation_trains_with_the_task_and_the_importance_term_trains_only_the_r
     assert layer.weight.grad is None and layer.weight_quantizer.log_rotation.grad.abs().sum() > 0
     assert method.layers["conv1"].weight_quantizer.log_rotation.abs().sum() > 0  # trained by the task since step 0
     model.eval()
-    form = layer.deploy_form()
-    flat = form.weight.flatten(1)
-    assert form.binary and torch.equal(flat.abs(), form.scale[:, None].expand_as(flat))
+    flat = layer.eval_weight.flatten(1)  # what the exporter writes
+    assert layer.is_binary and torch.equal(flat.abs(), flat.abs().amax(1, keepdim=True).expand_as(flat))
+    assert torch.equal(flat.sign(), qf.sign(layer.weight_quantizer.rotate(layer.weight).flatten(1)))
 
 
 def test_activations_first_binarizes_every_input_at_step_zero_and_weights_by_stage():
@@ -191,9 +191,9 @@ def test_activations_first_binarizes_every_input_at_step_zero_and_weights_by_sta
     assert [(m.quantize_input, m.quantize_weight) for m in method.layers.values()] == [
         (True, True), (True, False), (True, False)
     ]
-    assert not method.deploy_ready()
+    assert not method.in_final_form()
     method.on_step_start(8, model, ctx)
-    assert all(m.is_binary for m in method.layers.values()) and method.deploy_ready()
+    assert all(m.is_binary for m in method.layers.values()) and method.in_final_form()
 
 
 def _batches(n: int = 6, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
