@@ -44,7 +44,7 @@ from train.distributed import (
 from train.errors import CheckpointError, ResumeError
 from train.methods import MethodContext
 from train.rundir import clear_previous, peak_rss_mib, remove_stale_temp_files, write_env, write_metrics
-from train.teacher import TeacherTable
+from train.teacher import TeacherTable, default_cache_dir
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float) -> float:
@@ -214,9 +214,10 @@ class Trainer:
         self.teacher.to(memory_format=self.memory_format)
         if self.cfg.data.augment:
             return None
-        table = TeacherTable.compute(self.teacher, self.splits.train, self.cfg.data.eval_batch_size, self.device,
-                                     self.memory_format)
-        self.log.line(f"teacher logits of {len(table.logits)} training images in {table.seconds:.0f} s")
+        table = TeacherTable.build(self.teacher, self.cfg.distill.teacher, self.splits.train,
+                                   self.cfg.data.eval_batch_size, self.device, self.memory_format, default_cache_dir())
+        self.log.line(f"teacher logits of {len(table.logits)} training images in {table.seconds:.0f} s"
+                      f"{' (cached)' if table.cached else ''}")
         return table
 
     def _loader(self, epoch: int, skip: int) -> tuple[DataLoader, list[list[int]]]:
