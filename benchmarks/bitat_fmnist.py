@@ -113,6 +113,8 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, teacher: Path) ->
     run_dir = float_run_dir(seed, args) if variant == "float" else args.runs / f"{variant}_s{seed}"
     shared = [o for o in args.overrides if not (o.startswith("method.") and not variant.startswith("bitat"))]
     overrides = [f"seed={seed}", *shared, *extra]
+    if run_dir != args.float_run:
+        overrides.append("run.export=false")  # the table needs no deploy files (a given float run is kept as is)
     if variant != "float":
         overrides += [f"model.init_from={teacher}", f"distill.teacher={teacher}"]
         if args.epochs is not None:
