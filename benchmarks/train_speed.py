@@ -53,6 +53,8 @@ VARIANTS: dict[str, tuple[str, list[str]]] = {
     "bitat_nchw": ("bitat", ["run.channels_last=false"]),
     "bitat_teacher_every_step": ("bitat", ["data.augment=true"]),
     "bitat_1_thread": ("bitat", ["run.threads=1"]),
+    "bitat_no_rotation": ("bitat", ["method.rotation=false"]),
+    "ste_after": ("bitat", ["method={name: ste}"]),
 }
 
 
@@ -165,7 +167,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         "|---|---|---|---|",
     ]
     for name, row in v.items():
-        base = v.get(name.split("_")[0] + "_before")
+        base = v.get(f"{VARIANTS[name][0]}_before")  # the same config's previous settings
         ratio = f"{row['images_per_s'] / base['images_per_s']:.2f}x" if base else "n/a"
         lines.append(f"| {name} | {', '.join(row['overrides']) or 'committed defaults'} | "
                      f"{row['images_per_s']:.1f} | {ratio} |")
