@@ -40,6 +40,7 @@ from train.distributed import DistEnv
 from train.engine import Trainer, evaluate
 
 REPO = Path(__file__).resolve().parents[1]
+DEFAULT_THREADS = torch.get_num_threads()  # torch's default, before any variant sets its own
 # The settings before this benchmark's changes (the previous defaults).
 BEFORE = ["run.threads=null", "run.channels_last=false"]
 BITAT_BEFORE = [*BEFORE, "data.augment=true"]
@@ -105,7 +106,7 @@ class Variant:
         config = args.float_config if kind == "float" else args.bitat_config
         extra = [] if kind == "float" else [f"model.init_from={args.teacher}", f"distill.teacher={args.teacher}"]
         self.cfg = load_config(config, [*extra, *args.overrides, *overrides, "run.progress=false"])
-        self.threads = self.cfg.run.threads or torch.get_num_threads()
+        self.threads = self.cfg.run.threads or DEFAULT_THREADS
         torch.set_num_threads(self.threads)
         self.trainer = Trainer(self.cfg, workdir / name, DistEnv(), torch.device("cpu"))
         t = self.trainer

@@ -156,7 +156,7 @@ def test_rotation_is_orthonormal_starts_at_identity_and_deploys_plus_minus_alpha
     assert torch.equal(q.rotation(), torch.eye(4))
     assert torch.allclose(q(w), get_quantizer("magnitude_aware_sign")()(w), rtol=1e-6, atol=0)
     with torch.no_grad():
-        q.log_rotation.copy_(torch.randn(4, 4, generator=torch.Generator().manual_seed(5)))
+        q.rotation_generator.copy_(torch.randn(4, 4, generator=torch.Generator().manual_seed(5)))
     r = q.rotation()
     assert torch.allclose(r.T @ r, torch.eye(4), atol=1e-5) and not torch.allclose(r, torch.eye(4))
     v = q.rotate(w)
@@ -165,9 +165,22 @@ def test_rotation_is_orthonormal_starts_at_identity_and_deploys_plus_minus_alpha
     alpha = deployed.abs().amax(1, keepdim=True)
     assert torch.equal(deployed, alpha * qf.sign(v.flatten(1)))  # plain +/-alpha per output channel
     assert torch.allclose(alpha, v.flatten(1).abs().mean(1, keepdim=True))
-    assert from_config(q.to_config()).log_rotation.shape == (4, 4)
+    assert from_config(q.to_config()).rotation_generator.shape == (4, 4)
     with pytest.raises(ValueError, match="in_channels must be >= 1"):
         RotatedSign(0)
+
+
+def test_rotation_is_the_cayley_map_equal_to_the_exponential_up_to_third_order():
+    a = torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    errors = []
+    for scale in (1e-2, 5e-3):
+        q = RotatedSign(5).double()
+        with torch.no_grad():
+            q.rotation_generator.copy_(scale * a)
+        s = scale * (a - a.T)
+        errors.append(float((q.rotation() - torch.linalg.matrix_exp(s)).abs().max()))
+        assert torch.allclose(q.rotation() @ q.rotation().T, torch.eye(5, dtype=torch.float64), atol=1e-12)
+    assert 7.0 < errors[0] / errors[1] < 9.0  # halving S divides the difference by 2^3
 
 
 def test_rotation_trains_with_the_task_and_the_importance_term_trains_only_the_rotation():
@@ -177,8 +190,8 @@ def test_rotation_trains_with_the_task_and_the_importance_term_trains_only_the_r
     _train(model, method, ctx, optimizer, data, range(5))  # conv2's stage starts at step 4
     optimizer.zero_grad()
     method.extra_loss(model).backward()
-    assert layer.weight.grad is None and layer.weight_quantizer.log_rotation.grad.abs().sum() > 0
-    assert method.layers["conv1"].weight_quantizer.log_rotation.abs().sum() > 0  # trained by the task since step 0
+    assert layer.weight.grad is None and layer.weight_quantizer.rotation_generator.grad.abs().sum() > 0
+    assert method.layers["conv1"].weight_quantizer.rotation_generator.abs().sum() > 0  # trained by the task since step 0
     model.eval()
     flat = layer.eval_weight.flatten(1)  # what the exporter writes
     assert layer.is_binary and torch.equal(flat.abs(), flat.abs().amax(1, keepdim=True).expand_as(flat))

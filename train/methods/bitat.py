@@ -7,8 +7,8 @@
   layer's input is binary from step 0 and the stages switch the weights (the two-step recipe,
   progressive in its second step). Without progression: one stage, every layer at step 0.
 - **Trained orthonormal transform** (``rotation``): each layer binarizes ``V = W x_C R``, its latent
-  weight rotated on the input-channel axis by ``R = exp(A - A^T)``, ``A`` trained with the task
-  from 0 (``train.quant.rotation``); the deployed weight is ``alpha sign(V)``, plain +/-alpha.
+  weight rotated on the input-channel axis by ``R``, the Cayley map of ``A - A^T`` (orthonormal),
+  ``A`` trained with the task from 0 (``train.quant.rotation``); the deployed weight is ``alpha sign(V)``, plain +/-alpha.
 - **Importance** (``importance``): at its stage start each layer's input correlation
   ``C = E[x_b x_b^T]`` of its binarized im2col patches is measured on the current, partly binary
   net and split by ``eigh`` into an orthonormal basis ``U`` and importances ``lambda``; the
