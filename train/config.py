@@ -104,13 +104,15 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?|mps)$")
 
 class RunConfig(Section):
     """How the run executes. ``amp`` acts only on CUDA; ``threads`` sets torch's intra-op threads;
-    ``max_steps`` caps the optimizer steps (the schedule spans the capped length)."""
+    ``channels_last`` trains in NHWC memory layout; ``max_steps`` caps the optimizer steps (the
+    schedule spans the capped length)."""
 
     config_key: ClassVar[str] = "run"
 
     device: str = "auto"
     amp: bool = True
     threads: int | None = Field(None, ge=1)
+    channels_last: bool = False
     log_every: int = Field(20, ge=1)
     checkpoint_every_steps: int = Field(200, ge=1)
     tensorboard: bool = False
@@ -277,7 +279,8 @@ def load_config(path: str | os.PathLike[str], overrides: Iterable[str] = ()) -> 
 # Keys that change how a run executes or where it reads from, not what it computes: a run may be
 # resumed or reused with other values for them.
 RESULT_NEUTRAL_KEYS = frozenset({
-    "data.data_dir", "data.download", "data.num_workers", "run.device", "run.threads", "run.log_every",
+    "data.data_dir", "data.download", "data.num_workers", "run.device", "run.threads", "run.channels_last",
+    "run.log_every",
     "run.tensorboard", "run.progress",
 })
 

@@ -44,6 +44,7 @@ from train.distributed import (
 from train.errors import CheckpointError, ResumeError
 from train.methods import MethodContext
 from train.rundir import clear_previous, peak_rss_mib, remove_stale_temp_files, write_env, write_metrics
+from train.teacher import TeacherTable, default_cache_dir
 
 
 def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str, min_ratio: float) -> float:
@@ -156,10 +157,13 @@ class Trainer:
         self.ctx = MethodContext(device=device, steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps,
                                  calibration_batches=self._calibration_batches, log=self.log.line)
         self.method, self.model = assemble(cfg, self.info, self.ctx, init_weights=True)
+        self.memory_format = torch.channels_last if cfg.run.channels_last else torch.contiguous_format
+        self.model.to(memory_format=self.memory_format)
         self.optimizer = build_optimizer(self.model, cfg)
         self.amp = cfg.run.amp and device.type == "cuda"
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
         self.teacher = self._load_teacher()
+        self.teacher_table = self._teacher_table()
         self.ddp: nn.Module = (
             DistributedDataParallel(self.model, device_ids=[device.index] if device.type == "cuda" else None,
                                     find_unused_parameters=True)
@@ -203,12 +207,26 @@ class Trainer:
         self.log.line(f"distilling from {teacher_path} ({teacher_cfg.model.arch}, method {teacher_cfg.method.name})")
         return teacher
 
-    def _loader(self, epoch: int, skip: int) -> DataLoader:
-        batches = epoch_batches(len(self.splits.train), self.batch_size, self.cfg.seed, epoch, self.env)
+    def _teacher_table(self) -> TeacherTable | None:
+        """Without augmentation the teacher sees the same images every epoch: its logits once, up front."""
+        if self.teacher is None:
+            return None
+        self.teacher.to(memory_format=self.memory_format)
+        if self.cfg.data.augment:
+            return None
+        table = TeacherTable.build(self.teacher, self.cfg.distill.teacher, self.splits.train,
+                                   self.cfg.data.eval_batch_size, self.device, self.memory_format, default_cache_dir())
+        self.log.line(f"teacher logits of {len(table.logits)} training images in {table.seconds:.0f} s"
+                      f"{' (cached)' if table.cached else ''}")
+        return table
+
+    def _loader(self, epoch: int, skip: int) -> tuple[DataLoader, list[list[int]]]:
+        """The epoch's loader from batch ``skip`` on, and the dataset indices of its batches."""
+        batches = epoch_batches(len(self.splits.train), self.batch_size, self.cfg.seed, epoch, self.env)[skip:]
         self.splits.train.set_epoch(epoch)
         generator = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
-        return DataLoader(self.splits.train, batch_sampler=batches[skip:], num_workers=self.cfg.data.num_workers,
-                          pin_memory=self.device.type == "cuda", generator=generator)
+        return DataLoader(self.splits.train, batch_sampler=batches, num_workers=self.cfg.data.num_workers,
+                          pin_memory=self.device.type == "cuda", generator=generator), batches
 
     def _state(self) -> dict[str, Any]:
         return {
@@ -257,7 +275,7 @@ class Trainer:
         o = self.cfg.optim
         return o.lr * lr_factor(step, self.total_steps, self.warmup_steps, o.schedule, o.min_lr_ratio)
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+    def _step(self, x: torch.Tensor, y: torch.Tensor, indices: list[int]) -> None:
         cfg = self.cfg
         self.method.on_step_start(self.global_step, self.model, self.ctx)
         lr = self._lr_at(self.global_step)
@@ -268,8 +286,11 @@ class Trainer:
             logits = self.ddp(x)
             loss = F.cross_entropy(logits.float(), y, label_smoothing=cfg.optim.label_smoothing)
             if self.teacher is not None:
-                with torch.no_grad():
-                    teacher_logits = self.teacher(x)
+                if self.teacher_table is not None:
+                    teacher_logits = self.teacher_table.lookup(indices)
+                else:
+                    with torch.no_grad():
+                        teacher_logits = self.teacher(x)
                 alpha = cfg.distill.alpha
                 loss = (1 - alpha) * loss + alpha * distillation_loss(logits, teacher_logits, cfg.distill.temperature)
             extra = self.method.extra_loss(self.model)
@@ -297,11 +318,12 @@ class Trainer:
             bar = tqdm(total=self.steps_per_epoch, initial=self.position, desc=f"epoch {self.epoch + 1}/{cfg.optim.epochs}",
                        disable=not (cfg.run.progress and self.env.is_main), leave=False, dynamic_ncols=True)
             self.model.train()
-            for x, y in self._loader(self.epoch, self.position):
+            loader, batches = self._loader(self.epoch, self.position)
+            for (x, y), indices in zip(loader, batches, strict=True):
                 if self.global_step >= self.total_steps:
                     break
-                x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
-                self._step(x, y)
+                x = x.to(self.device, non_blocking=True).contiguous(memory_format=self.memory_format)
+                self._step(x, y.to(self.device, non_blocking=True), indices)
                 self.global_step += 1
                 self.position += 1
                 bar.update(1)

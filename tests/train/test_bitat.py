@@ -1,5 +1,6 @@
 """BiTAT: correlation/eigenbasis/importance numerics, the regulariser identity, sign choice, the
-bottom-to-top schedule, ablation switches, and exact resume mid-stage (method state and engine)."""
+trained rotation, the bottom-to-top schedule, ablation switches, and exact resume mid-stage
+(method state and engine)."""
 
 from __future__ import annotations
 
@@ -25,7 +26,9 @@ from train.quant.importance import (
     regularizer,
 )
 from train.quant.layers import QuantConv2d
+from train.quant.quantizers import from_config
 from train.quant.quantizers import get as get_quantizer
+from train.quant.rotation import RotatedSign
 from train.quant.schedule import StageSchedule, block_key, group_stages
 
 REPO = Path(__file__).resolve().parents[2]
@@ -132,13 +135,7 @@ def test_stages_group_layers_bottom_to_top():
     assert group_stages(names, "block") == [names[:3], names[3:4], names[4:]]
     with pytest.raises(ValueError, match="method.granularity"):
         group_stages(names, "channel")
-    s = StageSchedule.build(
-        group_stages(names, "block"),
-        steps_per_epoch=10,
-        total_steps=40,
-        epochs_per_stage=0.5,
-        finetune_epochs=1.0,
-    )
+    s = StageSchedule.build(group_stages(names, "block"), total_steps=40, progression=0.375)
     assert s.stage_steps == 5 and s.finetune_start == 15
     assert [s.stages_started(k) for k in (0, 4, 5, 9, 10, 39)] == [1, 1, 2, 2, 3, 3]
     def binary_layers(step: int) -> list[str]:
@@ -147,14 +144,69 @@ def test_stages_group_layers_bottom_to_top():
     assert (
         binary_layers(4) == names[:3] and binary_layers(5) == names[:4] and binary_layers(10) == names
     )
-    with pytest.raises(ValueError, match="needs 45 steps .* but the run has 40"):
-        StageSchedule.build(
-            [[n] for n in names],
-            steps_per_epoch=10,
-            total_steps=40,
-            epochs_per_stage=0.5,
-            finetune_epochs=2.0,
-        )
+    with pytest.raises(ValueError, match="5 stages x 1 steps but the run has 4"):
+        StageSchedule.build([[n] for n in names], total_steps=4, progression=0.9)
+    with pytest.raises(ValueError, match=r"method.progression must be in \(0, 1\)"):
+        StageSchedule.build([names], total_steps=40, progression=1.0)
+
+
+def test_rotation_is_orthonormal_starts_at_identity_and_deploys_plus_minus_alpha():
+    w = torch.randn(6, 4, 3, 3, generator=torch.Generator().manual_seed(4))
+    q = RotatedSign(4)
+    assert torch.equal(q.rotation(), torch.eye(4))
+    assert torch.allclose(q(w), get_quantizer("magnitude_aware_sign")()(w), rtol=1e-6, atol=0)
+    with torch.no_grad():
+        q.rotation_generator.copy_(torch.randn(4, 4, generator=torch.Generator().manual_seed(5)))
+    r = q.rotation()
+    assert torch.allclose(r.T @ r, torch.eye(4), atol=1e-5) and not torch.allclose(r, torch.eye(4))
+    v = q.rotate(w)
+    assert torch.allclose(v[2, :, 1, 0], r.T @ w[2, :, 1, 0], atol=1e-6)
+    deployed = q.eval()(w).flatten(1)
+    alpha = deployed.abs().amax(1, keepdim=True)
+    assert torch.equal(deployed, alpha * qf.sign(v.flatten(1)))  # plain +/-alpha per output channel
+    assert torch.allclose(alpha, v.flatten(1).abs().mean(1, keepdim=True))
+    assert from_config(q.to_config()).rotation_generator.shape == (4, 4)
+    with pytest.raises(ValueError, match="in_channels must be >= 1"):
+        RotatedSign(0)
+
+
+def test_rotation_is_the_cayley_map_equal_to_the_exponential_up_to_third_order():
+    a = torch.randn(5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(6))
+    errors = []
+    for scale in (1e-2, 5e-3):
+        q = RotatedSign(5).double()
+        with torch.no_grad():
+            q.rotation_generator.copy_(scale * a)
+        s = scale * (a - a.T)
+        errors.append(float((q.rotation() - torch.linalg.matrix_exp(s)).abs().max()))
+        assert torch.allclose(q.rotation() @ q.rotation().T, torch.eye(5, dtype=torch.float64), atol=1e-12)
+    assert 7.0 < errors[0] / errors[1] < 9.0  # halving S divides the difference by 2^3
+
+
+def test_rotation_trains_with_the_task_and_the_importance_term_trains_only_the_rotation():
+    model, method, ctx, optimizer, data = _setup(beta_ratio=0.1)
+    layer = method.layers["conv2"]
+    assert all(isinstance(m.weight_quantizer, RotatedSign) for m in method.layers.values())
+    _train(model, method, ctx, optimizer, data, range(5))  # conv2's stage starts at step 4
+    optimizer.zero_grad()
+    method.extra_loss(model).backward()
+    assert layer.weight.grad is None and layer.weight_quantizer.rotation_generator.grad.abs().sum() > 0
+    assert method.layers["conv1"].weight_quantizer.rotation_generator.abs().sum() > 0  # trained by the task since step 0
+    model.eval()
+    flat = layer.eval_weight.flatten(1)  # what the exporter writes
+    assert layer.is_binary and torch.equal(flat.abs(), flat.abs().amax(1, keepdim=True).expand_as(flat))
+    assert torch.equal(flat.sign(), qf.sign(layer.weight_quantizer.rotate(layer.weight).flatten(1)))
+
+
+def test_activations_first_binarizes_every_input_at_step_zero_and_weights_by_stage():
+    model, method, ctx, *_ = _setup(activations_first=True)
+    method.on_step_start(0, model, ctx)
+    assert [(m.quantize_input, m.quantize_weight) for m in method.layers.values()] == [
+        (True, True), (True, False), (True, False)
+    ]
+    assert not method.in_final_form()
+    method.on_step_start(8, model, ctx)
+    assert all(m.is_binary for m in method.layers.values()) and method.in_final_form()
 
 
 def _batches(n: int = 6, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -178,8 +230,7 @@ def _setup(seed: int = 0, **options):
     config = BitatConfig(
         **{
             "granularity": "layer",
-            "epochs_per_stage": 1.0,
-            "finetune_epochs": 1.0,
+            "progression": 0.5,
             "calibration_batches": 2,
             **options,
         }
@@ -243,7 +294,7 @@ def test_ablation_switches():
     method.on_step_start(0, model, ctx)
     after = model.conv1.weight.detach()
     assert torch.equal(after.abs(), before.abs()) and not torch.equal(after, before)
-    model, method, ctx, optimizer, data = _setup(gradient_weighting=True)
+    model, method, ctx, optimizer, data = _setup(gradient_weighting=True, rotation=False)
     method.on_step_start(0, model, ctx)
     gamma = method.stats["conv1"]["row_weight"]
     assert gamma.shape == (model.conv1.out_channels,) and (gamma > 0).all()
@@ -254,8 +305,8 @@ def test_ablation_switches():
     assert torch.isclose(method.extra_loss(model), method.beta * expected)
     with pytest.raises(ValueError, match="method.granularity"):
         BitatConfig(granularity="channel")
-    with pytest.raises(ValueError, match="needs .* steps"):
-        _setup(epochs_per_stage=3.0)
+    with pytest.raises(ValueError, match="method.progression"):
+        BitatConfig(progression=0.0)
 
 
 def test_method_state_round_trip_resumes_mid_stage_exactly():
@@ -287,8 +338,7 @@ def test_engine_run_killed_mid_stage_resumes_to_the_same_weights(tmp_path, monke
         "optim.epochs=4",
         "method.name=bitat",
         "method.granularity=layer",
-        "method.epochs_per_stage=0.5",
-        "method.finetune_epochs=1",
+        "method.progression=0.375",
         "method.calibration_batches=2",
         "run.checkpoint_every_steps=5",
     ]
@@ -297,10 +347,10 @@ def test_engine_run_killed_mid_stage_resumes_to_the_same_weights(tmp_path, monke
 
     original = Trainer._step
 
-    def crash_at_step_6(self, x, y):  # stage 2 spans steps 4..7; last.pt holds step 5
+    def crash_at_step_6(self, x, y, indices):  # stage 2 spans steps 4..7; last.pt holds step 5
         if self.global_step == 6:
             raise KeyboardInterrupt("killed")
-        original(self, x, y)
+        original(self, x, y, indices)
 
     monkeypatch.setattr(Trainer, "_step", crash_at_step_6)
     with pytest.raises(KeyboardInterrupt):

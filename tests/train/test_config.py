@@ -54,7 +54,7 @@ def test_partial_yaml_fills_defaults_and_keeps_values(tmp_path):
             "valid keys in the top level: data, distill, method, model, name, optim, run",
         ),
         ({"optim": {"lrr": 0.1}}, "'optim.lrr'", "valid keys in 'optim': epochs, grad_clip, label_smoothing"),
-        ({"run": {"gpus": 2}}, "'run.gpus'", "valid keys in 'run': amp, checkpoint_every_steps"),
+        ({"run": {"gpus": 2}}, "'run.gpus'", "valid keys in 'run': amp, channels_last, checkpoint_every_steps"),
         ({"data": {"batch": 2}}, "'data.batch'", "batch_size"),
         ({"distill": {"teachr": None}}, "'distill.teachr'", "alpha, teacher, temperature"),
         ({"model": {"depth": 3}}, "'model.depth'", "arch, init_from, options, width"),

@@ -24,7 +24,8 @@ from train.checkpoint import (
 from train.config import TrainConfig, load_config
 from train.data import build_datasets
 from train.distributed import DistEnv, epoch_batches, eval_indices
-from train.engine import build_optimizer, distillation_loss, evaluate, lr_factor, train
+from train.engine import Trainer, build_optimizer, distillation_loss, evaluate, lr_factor, train
+from train.teacher import TeacherTable
 
 REPO = Path(__file__).resolve().parents[2]
 SMOKE = REPO / "configs" / "smoke_synthetic.yaml"
@@ -269,3 +270,73 @@ def test_best_checkpoint_falls_back_to_the_final_model(tmp_path, monkeypatch):
     result = train(smoke_config(), tmp_path, resume=False)
     assert load_checkpoint(tmp_path / "checkpoints" / "best.pt")["global_step"] == 14
     assert result["best_epoch"] == 2
+
+
+def _final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / "last.pt")["model"]
+
+
+def test_without_augmentation_the_teacher_logits_are_computed_once_with_the_same_result(
+    trained, tmp_path, monkeypatch
+):
+    run_dir, _ = trained
+    teacher = run_dir / "checkpoints" / "best.pt"
+    monkeypatch.setenv("BITAT_EDGE_CACHE", str(tmp_path / "cache"))
+    cfg = smoke_config("optim.epochs=1", "data.augment=false", f"distill.teacher={teacher}", "distill.alpha=0.7")
+    built: list[object] = []
+    original = Trainer._teacher_table
+
+    def spy(self):
+        table = original(self)
+        built.append(table)
+        return table
+
+    monkeypatch.setattr(Trainer, "_teacher_table", spy)
+    train(cfg, tmp_path / "table", resume=False)
+    assert isinstance(built[0], TeacherTable) and built[0].logits.shape == (230, 10)  # 256 minus 10 % validation
+    assert not built[0].cached and len(list((tmp_path / "cache" / "teacher-logits").glob("*.pt"))) == 1
+    train(cfg, tmp_path / "again", resume=False)  # same teacher, same images: the cached logits
+    assert built[1].cached and torch.equal(built[1].logits, built[0].logits)
+    table, again = _final_weights(tmp_path / "table"), _final_weights(tmp_path / "again")
+    assert all(torch.equal(again[k], v) for k, v in table.items())
+    monkeypatch.setattr(Trainer, "_teacher_table", lambda self: None)  # the teacher forward at every step
+    train(cfg, tmp_path / "forward", resume=False)
+    forward = _final_weights(tmp_path / "forward")
+    for key, value in forward.items():
+        assert torch.allclose(table[key].float(), value.float(), atol=1e-4), key
+    monkeypatch.setattr(Trainer, "_teacher_table", spy)
+    train(smoke_config("optim.epochs=1", f"distill.teacher={teacher}"), tmp_path / "augmented", resume=False)
+    assert built[-1] is None  # augmented images differ every epoch: no table
+
+
+def test_teacher_table_rows_are_the_teacher_logits_and_the_cache_is_keyed_by_teacher_and_data(trained, tmp_path):
+    run_dir, _ = trained
+    path = run_dir / "checkpoints" / "best.pt"
+    teacher, _cfg = build_from_checkpoint(path)
+    cfg = smoke_config("data.augment=false")
+    dataset = build_datasets(cfg.data, cfg.seed).train
+    cache = tmp_path / "cache"
+    table = TeacherTable.build(teacher, path, dataset, 50, torch.device("cpu"), cache_dir=cache)
+    indices = [7, 0, 229, 31]
+    with torch.no_grad():
+        expected = teacher(torch.stack([dataset[i][0] for i in indices]))
+    assert torch.allclose(table.lookup(indices), expected, atol=1e-5) and not table.cached
+    other = build_datasets(smoke_config("data.augment=false", "seed=1").data, 1).train  # another split
+    assert not TeacherTable.build(teacher, path, other, 50, torch.device("cpu"), cache_dir=cache).cached
+    assert len(list(cache.glob("*.pt"))) == 2
+    assert TeacherTable.build(teacher, path, dataset, 50, torch.device("cpu"), cache_dir=cache).cached
+    for f in cache.glob("*.pt"):
+        f.write_bytes(b"damaged")  # a damaged cache file is recomputed, not trusted
+    again = TeacherTable.build(teacher, path, dataset, 50, torch.device("cpu"), cache_dir=cache)
+    assert not again.cached and torch.allclose(again.logits, table.logits)
+
+
+def test_channels_last_trains_to_the_same_result(tmp_path):
+    # Summation order differs between the layouts and Adam's first steps amplify tiny gradients,
+    # so the weights are not bit-identical; the trained model's quality is the same.
+    nchw = train(smoke_config("optim.epochs=2"), tmp_path / "nchw", resume=False)
+    nhwc = train(smoke_config("optim.epochs=2", "run.channels_last=true"), tmp_path / "nhwc", resume=False)
+    assert nhwc["test_top1"] == pytest.approx(nchw["test_top1"], abs=0.05)
+    assert nhwc["test_loss"] == pytest.approx(nchw["test_loss"], rel=0.05)
+    model = load_checkpoint(tmp_path / "nhwc" / "checkpoints" / "last.pt")["model"]
+    assert all(torch.isfinite(v.float()).all() for v in model.values())

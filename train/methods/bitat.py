@@ -1,13 +1,26 @@
-"""``bitat``: our interpretation of BiTAT (METHODS.md §1.3).
+"""``bitat``: our interpretation of BiTAT (METHODS.md §1.3): three switchable components.
 
-Per stage (a layer or a block of eligible convs), bottom to top: initialise the input thresholds,
-measure each layer's input correlation ``C = E[x_b x_b^T]`` of its binarized im2col patches on the
-current, partly binarized net, take ``eigh`` -> orthonormal basis ``U`` and importance ``lambda``,
-optionally choose signs by importance (R9b), switch the stage's weights and input activations to
-binary, and train with ``beta * sum R_l`` (R9) added to the loss; ``beta`` starts so that
-``beta * R = beta_ratio * CE`` and anneals linearly to 0 at the stage's end. Earlier stages stay
-binary and keep training; a joint fine-tune follows the last stage. The float model is the
-teacher through the engine's ``distill.teacher``.
+- **Progression** (``progressive``): the eligible layers turn binary stage by stage (a block or a
+  layer), bottom to top, with the stage starts spread evenly over the first ``progression``
+  fraction of the steps; from the last start on every layer is binary and the whole net trains
+  jointly, so the all-binary phase keeps most of the budget. With ``activations_first`` every
+  layer's input is binary from step 0 and the stages switch the weights (the two-step recipe,
+  progressive in its second step). Without progression: one stage, every layer at step 0.
+- **Trained orthonormal transform** (``rotation``): each layer binarizes ``V = W x_C R``, its latent
+  weight rotated on the input-channel axis by ``R``, the Cayley map of ``A - A^T`` (orthonormal),
+  ``A`` trained with the task from 0 (``train.quant.rotation``); the deployed weight is ``alpha sign(V)``, plain +/-alpha.
+- **Importance** (``importance``): at its stage start each layer's input correlation
+  ``C = E[x_b x_b^T]`` of its binarized im2col patches is measured on the current, partly binary
+  net and split by ``eigh`` into an orthonormal basis ``U`` and importances ``lambda``; the
+  quantization error is weighted by that metric, ``R = tr(dV U diag(lambda) U^T dV^T) / (O D)``,
+  ``dV = V - alpha sign(V)`` (= ``E||dV x_b||^2`` up to a constant: the output error of the
+  binarized layer). ``beta * R`` joins the loss with ``beta * R = beta_ratio * CE`` at the stage
+  start, annealed to 0 at the stage end. With the rotation on, ``R`` trains the rotation only
+  (the latent weights see the task loss alone, so the term never holds back a sign flip); without
+  it, ``R`` acts on the latent weights (the first implementation). Without importance the metric
+  is the identity.
+
+The float model is the teacher through the engine's ``distill.teacher``.
 """
 
 from __future__ import annotations
@@ -31,32 +44,34 @@ from train.quant.importance import (
     regularizer,
 )
 from train.quant.layers import QuantConv2d
+from train.quant.rotation import RotatedSign
 from train.quant.schedule import Granularity, StageSchedule, group_stages
 from train.quant.surgery import quantize_eligible
 
 
 class BitatConfig(MethodConfig):
-    """Options of ``bitat``.
+    """Options of ``bitat`` (see the module docstring for the components).
 
-    Schedule: ``granularity`` (layer | block), ``epochs_per_stage`` (may be a fraction),
-    ``finetune_epochs`` (the minimum joint fine-tune; it runs to the end of the run).
-    Statistics: ``calibration_batches`` batches, at most ``max_patches`` im2col patches per batch
-    and layer (drawn with ``seed``), ``eps`` added to ``C``'s diagonal; ``C`` is the running mean
-    over the calibration batches, measured in eval mode (BatchNorm running statistics). Loss: ``beta_ratio`` (beta * R / CE at stage start).
-    Ablations: ``importance`` (False: identity metric), ``progressive`` (False: every layer at
-    step 0, the regulariser over the same span), ``sign_choice`` (R9b; layers with fan-in above
-    ``sign_choice_max_dim`` keep sign(w)). Quantizers: as ``ste``.
+    Schedule: ``granularity`` (layer | block), ``progressive``, ``progression`` (the fraction of
+    the steps over which the stages start), ``activations_first``. Transform: ``rotation``.
+    Importance: ``importance``, ``beta_ratio`` (0 turns the term off); ``C`` is the mean over
+    ``calibration_batches`` batches of at most ``max_patches`` patches per batch and layer (drawn
+    with ``seed``), ``eps`` added to its diagonal, measured in eval mode. ``sign_choice`` (R9b):
+    signs chosen by importance at the stage start (layers with fan-in above
+    ``sign_choice_max_dim`` keep sign(w)); ``gradient_weighting`` (R6): rows weighted by the mean
+    squared output gradient. Quantizers: as ``ste`` (``weight`` applies without the rotation).
     """
 
     granularity: Granularity = "block"
-    epochs_per_stage: float = Field(0.2, gt=0)
-    finetune_epochs: float = Field(1.0, ge=0)
+    progressive: bool = True
+    progression: float = Field(0.3, gt=0, lt=1)
+    activations_first: bool = False
+    rotation: bool = True
+    importance: bool = True
+    beta_ratio: float = Field(0.1, ge=0)
     calibration_batches: int = Field(4, ge=1)
     max_patches: int = Field(4096, ge=1)
     eps: float = Field(1e-4, ge=0)
-    beta_ratio: float = Field(0.1, ge=0)
-    importance: bool = True
-    progressive: bool = True
     sign_choice: bool = False
     sign_choice_max_dim: int = 1200
     gradient_weighting: bool = False
@@ -105,27 +120,23 @@ class BitatMethod(Method):
         self.layers = quantize_eligible(
             model, activation=c.activation, weight=c.weight, threshold=c.threshold, pad_value=c.pad_value
         )
-        stages = group_stages(list(self.layers), c.granularity)
-        epochs_per_stage = c.epochs_per_stage
-        if not c.progressive:
-            epochs_per_stage *= len(stages)
-            stages = [list(self.layers)]
-        self.schedule = StageSchedule.build(
-            stages,
-            steps_per_epoch=ctx.steps_per_epoch,
-            total_steps=ctx.total_steps,
-            epochs_per_stage=epochs_per_stage,
-            finetune_epochs=c.finetune_epochs,
-        )
+        if c.rotation:
+            for layer in self.layers.values():
+                layer.weight_quantizer = RotatedSign(layer.in_channels).to(layer.weight.device)
+        stages = group_stages(list(self.layers), c.granularity) if c.progressive else [list(self.layers)]
+        self.schedule = StageSchedule.build(stages, total_steps=ctx.total_steps, progression=c.progression)
         ctx.log(
             f"bitat: {len(self.layers)} eligible layers in {len(stages)} stage(s) of {self.schedule.stage_steps} "
-            f"steps, fine-tune from step {self.schedule.finetune_start} to {ctx.total_steps}"
+            f"steps, all binary from step {self.schedule.finetune_start - self.schedule.stage_steps} "
+            f"to {ctx.total_steps}"
         )
         return model
 
     # ----- schedule ----------------------------------------------------------------------------
     def on_step_start(self, step: int, model: nn.Module, ctx: MethodContext) -> None:
         assert self.schedule is not None, "prepare() must run before on_step_start()"
+        if self.config.activations_first and self.started == 0:
+            self._binarize_inputs(self.layers, model, ctx)
         while self.started < self.schedule.stages_started(step):
             self._start_stage(self.started, model, ctx)
             self.started += 1
@@ -133,14 +144,20 @@ class BitatMethod(Method):
         start, end = self.schedule.start(stage), self.schedule.end(stage)
         self.beta = self.beta0 * max(0.0, 1.0 - (step - start) / (end - start)) if step < end else 0.0
 
+    def _binarize_inputs(self, layers: dict[str, QuantConv2d], model: nn.Module, ctx: MethodContext) -> None:
+        if self.config.threshold:
+            init_thresholds(model, layers, ctx.calibration_batches(self.config.calibration_batches))
+        for layer in layers.values():
+            layer.set_quantized(input=True)
+
     def _start_stage(self, stage: int, model: nn.Module, ctx: MethodContext) -> None:
         c = self.config
         names = self.schedule.stages[stage]
         layers = {n: self.layers[n] for n in names}
-        if c.threshold:
-            init_thresholds(model, layers, ctx.calibration_batches(c.calibration_batches))
+        if not c.activations_first:
+            self._binarize_inputs(layers, model, ctx)
         self.stats = {}
-        if c.importance or c.sign_choice:
+        if (c.importance and c.beta_ratio > 0) or c.sign_choice:
             for name, corr in self._correlations(model, layers, ctx, stage).items():
                 entry = {"corr": corr.float()}
                 if c.importance:
@@ -149,10 +166,12 @@ class BitatMethod(Method):
         if c.sign_choice:
             self._choose_signs(layers)
         for layer in layers.values():
-            layer.set_quantized(input=True, weight=True)
-        ce = self._measure_task_loss(model, layers, ctx)
-        reg = float(self._stage_regularizer(layers).detach())
-        self.beta0 = c.beta_ratio * ce / reg if reg > 0.0 else 0.0
+            layer.set_quantized(weight=True)
+        self.beta0 = 0.0
+        if c.beta_ratio > 0:
+            ce = self._measure_task_loss(model, layers, ctx)
+            reg = float(self._stage_regularizer(layers).detach())
+            self.beta0 = c.beta_ratio * ce / reg if reg > 0.0 else 0.0
         ctx.log(
             f"bitat: stage {stage + 1}/{len(self.schedule.stages)} at step {self.schedule.start(stage)}: "
             f"{', '.join(names)} binary; beta0={self.beta0:.4g}"
@@ -180,10 +199,14 @@ class BitatMethod(Method):
             layer.weight.copy_(layer.weight.abs() * signs)
 
     def _stage_regularizer(self, layers: dict[str, QuantConv2d]) -> torch.Tensor:
+        """The importance-weighted quantization error of ``layers``: of the rotated weight with the
+        latent weight held fixed (it trains the rotation) or, without the rotation, of the latent weight."""
         total = None
         for name, layer in layers.items():
             entry = self.stats.get(name, {})
-            r = regularizer(layer.weight, entry.get("basis"), entry.get("importance"), entry.get("row_weight"))
+            q = layer.weight_quantizer
+            weight = q.rotate(layer.weight.detach()) if isinstance(q, RotatedSign) else layer.weight
+            r = regularizer(weight, entry.get("basis"), entry.get("importance"), entry.get("row_weight"))
             total = r if total is None else total + r
         return total
 

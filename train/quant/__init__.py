@@ -5,11 +5,13 @@ manifest's layer specs and the bit-aware summary (``train.quant.summary``, impor
 from train.quant.functional import approx_sign, channel_scale, sign, ste_sign
 from train.quant.layers import QuantConv2d
 from train.quant.quantizers import Quantizer, available, check_role, from_config, get, register
+from train.quant.rotation import RotatedSign
 from train.quant.surgery import eligible_layers, quantize_eligible, quantize_layers
 
 __all__ = [
     "QuantConv2d",
     "Quantizer",
+    "RotatedSign",
     "approx_sign",
     "available",
     "channel_scale",

@@ -38,37 +38,24 @@ def group_stages(names: list[str], granularity: str) -> list[list[str]]:
 
 @dataclass(frozen=True)
 class StageSchedule:
-    """Stage ``s`` starts at step ``s * stage_steps`` and ends where the next starts; after the last
-    stage the joint fine-tune runs to ``total_steps``."""
+    """Stage ``s`` starts at step ``s * stage_steps`` and ends where the next starts; the last
+    stage's layers turn binary at ``finetune_start - stage_steps`` and everything stays binary, and
+    trains jointly, to ``total_steps``."""
 
     stages: list[list[str]]
     stage_steps: int
     total_steps: int
 
     @classmethod
-    def build(
-        cls,
-        stages: list[list[str]],
-        *,
-        steps_per_epoch: int,
-        total_steps: int,
-        epochs_per_stage: float,
-        finetune_epochs: float,
-    ) -> StageSchedule:
-        """Derive the step counts from epochs; fail clearly when they exceed ``total_steps``."""
-        if epochs_per_stage <= 0 or finetune_epochs < 0:
+    def build(cls, stages: list[list[str]], *, total_steps: int, progression: float) -> StageSchedule:
+        """Spread the stage starts evenly over the first ``progression`` fraction of the steps."""
+        if not 0.0 < progression < 1.0:
+            raise ValueError(f"method.progression must be in (0, 1), got {progression}")
+        stage_steps = max(1, round(progression * total_steps / len(stages)))
+        if len(stages) * stage_steps >= total_steps:
             raise ValueError(
-                f"method.epochs_per_stage must be > 0 and method.finetune_epochs >= 0, "
-                f"got {epochs_per_stage} and {finetune_epochs}"
-            )
-        stage_steps = max(1, round(epochs_per_stage * steps_per_epoch))
-        finetune_steps = round(finetune_epochs * steps_per_epoch)
-        needed = len(stages) * stage_steps + finetune_steps
-        if needed > total_steps:
-            raise ValueError(
-                f"the BiTAT schedule needs {needed} steps ({len(stages)} stages x {stage_steps} + {finetune_steps} "
-                f"fine-tune) but the run has {total_steps}; raise the run's epochs or lower "
-                "method.epochs_per_stage / method.finetune_epochs"
+                f"the BiTAT schedule needs more than {len(stages)} stages x {stage_steps} steps but the run has "
+                f"{total_steps}; lower method.progression or train longer"
             )
         return cls(stages, stage_steps, total_steps)
 
