@@ -1,0 +1,162 @@
+/* Data movement: PAD (PAD/PADV2), RESHAPE, TRANSPOSE, CONCATENATION. Elements are 4 bytes (float32 or int32). */
+#include <math.h>
+#include <string.h>
+
+#include "engine_internal.h"
+
+static be_status four_byte_types(const be_op *op, const be_view *x, const be_view *y) {
+  if (x->dtype == BE_INT8 || y->dtype != x->dtype) {
+    return be_op_fail(op, BE_ERR_UNSUPPORTED, "input and output must both be float32 or both int32");
+  }
+  return BE_OK;
+}
+
+/* ---- PAD ---- */
+
+static be_status pad_check(const be_op *op) {
+  const be_params_pad *p = (const be_params_pad *)op->params;
+  const int before[4] = {p->before0, p->before1, p->before2, p->before3};
+  const int after[4] = {p->after0, p->after1, p->after2, p->after3};
+  be_view x = be_input(op, 0), y = be_output(op);
+  be_status s = four_byte_types(op, &x, &y);
+  if (s != BE_OK) return s;
+  for (int d = 0; d < 4; ++d) {
+    if (before[d] < 0 || after[d] < 0 || (int64_t)x.dims[d] + before[d] + after[d] != y.dims[d]) {
+      return be_op_fail(op, BE_ERR_FORMAT, "padding dimension %d (%d + %d + %d) does not give the output's %d", d,
+                        before[d], x.dims[d], after[d], y.dims[d]);
+    }
+  }
+  return BE_OK;
+}
+
+static void pad_run(const be_op *op) {
+  const be_params_pad *p = (const be_params_pad *)op->params;
+  const be_view x = be_input(op, 0), y = be_output(op);
+  const int before[4] = {p->before0, p->before1, p->before2, p->before3};
+  const uint32_t value = (uint32_t)p->value_bits;
+  const uint32_t *in = (const uint32_t *)x.data;
+  uint32_t *out = (uint32_t *)y.data;
+  const int row = y.dims[3], inner = x.dims[3];
+  for (int i0 = 0; i0 < y.dims[0]; ++i0) {
+    for (int i1 = 0; i1 < y.dims[1]; ++i1) {
+      for (int i2 = 0; i2 < y.dims[2]; ++i2, out += row) {
+        const int j0 = i0 - before[0], j1 = i1 - before[1], j2 = i2 - before[2];
+        if (j0 < 0 || j0 >= x.dims[0] || j1 < 0 || j1 >= x.dims[1] || j2 < 0 || j2 >= x.dims[2]) {
+          for (int k = 0; k < row; ++k) out[k] = value;
+          continue;
+        }
+        const uint32_t *src = in + (((size_t)j0 * (size_t)x.dims[1] + (size_t)j1) * (size_t)x.dims[2] + (size_t)j2) * (size_t)inner;
+        for (int k = 0; k < before[3]; ++k) out[k] = value;
+        memcpy(out + before[3], src, (size_t)inner * 4u);
+        for (int k = before[3] + inner; k < row; ++k) out[k] = value;
+      }
+    }
+  }
+}
+
+/* ---- RESHAPE ---- */
+
+static be_status reshape_check(const be_op *op) {
+  be_view x = be_input(op, 0), y = be_output(op);
+  if (x.dtype != y.dtype || x.count != y.count) return be_op_fail(op, BE_ERR_FORMAT, "input and output sizes or types differ");
+  return BE_OK;
+}
+
+static void reshape_run(const be_op *op) {
+  const be_view x = be_input(op, 0), y = be_output(op);
+  if (x.data != y.data) memmove(y.data, x.data, x.count * (x.dtype == BE_INT8 ? 1u : 4u));
+}
+
+/* ---- TRANSPOSE (4-D permutation; output dim k is input dim perm[k]) ---- */
+
+static be_status transpose_check(const be_op *op) {
+  const be_params_transpose *p = (const be_params_transpose *)op->params;
+  const int perm[4] = {p->perm0, p->perm1, p->perm2, p->perm3};
+  be_view x = be_input(op, 0), y = be_output(op);
+  be_status s = four_byte_types(op, &x, &y);
+  if (s != BE_OK) return s;
+  int seen = 0;
+  for (int k = 0; k < 4; ++k) {
+    if (perm[k] < 0 || perm[k] > 3 || (seen & (1 << perm[k])) || y.dims[k] != x.dims[perm[k]]) {
+      return be_op_fail(op, BE_ERR_FORMAT, "bad permutation [%d, %d, %d, %d] for the shapes", perm[0], perm[1], perm[2],
+                        perm[3]);
+    }
+    seen |= 1 << perm[k];
+  }
+  return BE_OK;
+}
+
+static void transpose_run(const be_op *op) {
+  const be_params_transpose *p = (const be_params_transpose *)op->params;
+  const int perm[4] = {p->perm0, p->perm1, p->perm2, p->perm3};
+  const be_view x = be_input(op, 0), y = be_output(op);
+  size_t in_stride[4], stride[4];
+  in_stride[3] = 1;
+  for (int d = 2; d >= 0; --d) in_stride[d] = in_stride[d + 1] * (size_t)x.dims[d + 1];
+  for (int k = 0; k < 4; ++k) stride[k] = in_stride[perm[k]];
+  const uint32_t *in = (const uint32_t *)x.data;
+  uint32_t *out = (uint32_t *)y.data;
+  for (int i0 = 0; i0 < y.dims[0]; ++i0) {
+    for (int i1 = 0; i1 < y.dims[1]; ++i1) {
+      for (int i2 = 0; i2 < y.dims[2]; ++i2) {
+        const uint32_t *src = in + (size_t)i0 * stride[0] + (size_t)i1 * stride[1] + (size_t)i2 * stride[2];
+        for (int i3 = 0; i3 < y.dims[3]; ++i3) *out++ = src[(size_t)i3 * stride[3]];
+      }
+    }
+  }
+}
+
+/* ---- CONCATENATION along one axis of the 4-D forms ---- */
+
+static be_status concat_check(const be_op *op) {
+  const be_params_concat *p = (const be_params_concat *)op->params;
+  be_view y = be_output(op);
+  if (p->axis < 0 || p->axis > 3) return be_op_fail(op, BE_ERR_FORMAT, "axis %d is out of range", (int)p->axis);
+  int64_t total = 0;
+  for (int i = 0; i < (int)op->record->n_inputs; ++i) {
+    be_view x = be_input(op, i);
+    be_status s;
+    if (x.data == NULL) return be_op_fail(op, BE_ERR_FORMAT, "input %d is missing", i);
+    if ((s = four_byte_types(op, &x, &y)) != BE_OK) return s;
+    for (int d = 0; d < 4; ++d) {
+      if (d != p->axis && x.dims[d] != y.dims[d]) {
+        return be_op_fail(op, BE_ERR_FORMAT, "input %d differs from the output outside the axis", i);
+      }
+    }
+    total += x.dims[p->axis];
+  }
+  if (total != y.dims[p->axis]) return be_op_fail(op, BE_ERR_FORMAT, "the inputs do not add up to the output along the axis");
+  if (y.dtype != BE_FLOAT32 && !(p->act_min == -INFINITY && p->act_max == INFINITY)) {
+    return be_op_fail(op, BE_ERR_UNSUPPORTED, "a fused activation needs float32");
+  }
+  return BE_OK;
+}
+
+static void concat_run(const be_op *op) {
+  const be_params_concat *p = (const be_params_concat *)op->params;
+  const be_view y = be_output(op);
+  size_t outer = 1, inner = 1;
+  for (int d = 0; d < p->axis; ++d) outer *= (size_t)y.dims[d];
+  for (int d = p->axis + 1; d < 4; ++d) inner *= (size_t)y.dims[d];
+  uint32_t *out = (uint32_t *)y.data;
+  for (size_t o = 0; o < outer; ++o) {
+    for (int i = 0; i < (int)op->record->n_inputs; ++i) {
+      const be_view x = be_input(op, i);
+      const size_t chunk = (size_t)x.dims[p->axis] * inner;
+      memcpy(out, (const uint32_t *)x.data + o * chunk, chunk * 4u);
+      out += chunk;
+    }
+  }
+  if (y.dtype == BE_FLOAT32 && !(p->act_min == -INFINITY && p->act_max == INFINITY)) {
+    float *v = (float *)y.data;
+    for (size_t i = 0; i < y.count; ++i) v[i] = be_clampf(v[i], p->act_min, p->act_max);
+  }
+}
+
+const be_op_impl be_shape_ops[] = {
+    {"PAD", BE_KIND_PAD, sizeof(be_params_pad), 1, 1, pad_check, pad_run, NULL},
+    {"RESHAPE", BE_KIND_RESHAPE, 0, 1, 1, reshape_check, reshape_run, NULL},
+    {"TRANSPOSE", BE_KIND_TRANSPOSE, sizeof(be_params_transpose), 1, 1, transpose_check, transpose_run, NULL},
+    {"CONCATENATION", BE_KIND_CONCATENATION, sizeof(be_params_concat), 1, -1, concat_check, concat_run, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
+};
