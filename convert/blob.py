@@ -46,6 +46,8 @@ HEADER_WORDS, TENSOR_WORDS, OP_WORDS = 20, 12, 8
 DATA_ALIGN = 16
 BCONV_TILE_PIXELS = 64
 """Output pixels per im2col tile of a binary convolution (its scratch holds one tile)."""
+BCONV_CHANNEL_BLOCK = 16
+"""Output channels of one weight block of a binary convolution (runtime/native/src/kernels/bgemm.h)."""
 
 # dtype codes
 F32, I32, I8 = 1, 2, 3
@@ -53,18 +55,18 @@ _DTYPES = {F32: np.float32, I32: np.int32, I8: np.int8}
 
 KINDS: dict[str, int] = {
     "LceQuantize": 1, "LceDequantize": 2, "LceBconv2d": 3, "LceBMaxPool2d": 4,
-    "CONV_2D": 10, "DEPTHWISE_CONV_2D": 11, "FULLY_CONNECTED": 12,
-    "ADD": 20, "SUB": 21, "MUL": 22, "DIV": 23, "MAXIMUM": 24, "MINIMUM": 25,
+    "CONV_2D": 10, "DEPTHWISE_CONV_2D": 11, "FULLY_CONNECTED": 12, "CONV_2D+PRELU": 13,
+    "ADD": 20, "SUB": 21, "MUL": 22, "DIV": 23, "MAXIMUM": 24, "MINIMUM": 25, "ADD+PRELU": 26,
     "PRELU": 30, "RELU": 31, "RELU6": 32, "RELU_N1_TO_1": 33, "LOGISTIC": 34, "HARD_SWISH": 35,
     "PAD": 40, "RESHAPE": 41, "TRANSPOSE": 42, "CONCATENATION": 43,
     "MAX_POOL_2D": 50, "AVERAGE_POOL_2D": 51, "MEAN": 52, "REDUCE_MAX": 53, "SOFTMAX": 54,
-    "QUANTIZE": 60, "DEQUANTIZE": 61,
+    "QUANTIZE": 60,
 }
-"""Engine op kinds, named as in the flatbuffer (PADV2 compiles to PAD)."""
+"""Engine op kinds, named as in the flatbuffer (PADV2 compiles to PAD); "A+B" kinds are fused pairs
+(``_fuse``)."""
 
 PARAMS: dict[str, list[tuple[str, str]]] = {
-    "dequantize": [("plus_one", "i"), ("minus_one", "i")],
-    "bconv": [("channels_in", "i"), ("filter_h", "i"), ("filter_w", "i"), ("stride_h", "i"), ("stride_w", "i"), ("dilation_h", "i"),
+    "bconv": [("channels_in", "i"), ("channels_out", "i"), ("filter_h", "i"), ("filter_w", "i"), ("stride_h", "i"), ("stride_w", "i"), ("dilation_h", "i"),
               ("dilation_w", "i"), ("pad_top", "i"), ("pad_left", "i"), ("zero_padding", "i"),
               ("clamp_min", "i"), ("clamp_max", "i")],
     "pool": [("filter_h", "i"), ("filter_w", "i"), ("stride_h", "i"), ("stride_w", "i"), ("pad_top", "i"),
@@ -82,8 +84,9 @@ PARAMS: dict[str, list[tuple[str, str]]] = {
 """Parameter structs (all 32-bit fields, in order) shared by the kinds in ``KIND_PARAMS``."""
 
 KIND_PARAMS: dict[str, str | None] = {
-    "LceDequantize": "dequantize", "LceBconv2d": "bconv", "LceBMaxPool2d": "pool", "MAX_POOL_2D": "pool",
-    "AVERAGE_POOL_2D": "pool", "CONV_2D": "conv", "DEPTHWISE_CONV_2D": "conv", "FULLY_CONNECTED": "activation",
+    "LceBconv2d": "bconv", "LceBMaxPool2d": "pool", "MAX_POOL_2D": "pool",
+    "AVERAGE_POOL_2D": "pool", "CONV_2D": "conv", "CONV_2D+PRELU": "conv", "DEPTHWISE_CONV_2D": "conv",
+    "FULLY_CONNECTED": "activation",
     "ADD": "activation", "SUB": "activation", "MUL": "activation", "DIV": "activation", "MAXIMUM": "activation",
     "MINIMUM": "activation", "RELU": "activation", "RELU6": "activation", "RELU_N1_TO_1": "activation",
     "PAD": "pad", "TRANSPOSE": "transpose", "CONCATENATION": "concat", "MEAN": "reduce", "REDUCE_MAX": "reduce",
@@ -131,7 +134,7 @@ class BlobOp:
 
     index: int
     kind: str
-    source_op: int
+    source_ops: tuple[int, ...]  # the flatbuffer ops it runs (two for a fused pair)
     output_shape: tuple[int, ...]
 
 
@@ -194,7 +197,7 @@ class _Compiler:
         self.tensors: list[_Tensor] = []
         self.of_tfl: dict[int, int] = {}
         self.ops: list[_Op] = []
-        self.sources: list[int] = []
+        self.sources: list[tuple[int, ...]] = []
         self.input = self.tensor(inputs[0])
         self.output = self.tensor(outputs[0])
         if self.tensors[self.input].const is not None or self.tensors[self.output].const is not None:
@@ -293,9 +296,68 @@ class _Compiler:
                 if self.tensors[t].const is not None:
                     raise BlobError(f"op {position} ({name}) writes into a constant tensor")
             self.ops.append(lowered)
-            self.sources.append(position)
+            self.sources.append((position,))
+        self._fuse()
         self._plan_memory()
         return self._serialize()
+
+    def _fuse(self) -> None:
+        """Exact rewrites that save a pass over memory: ADD or CONV_2D followed by the PRELU that is its
+        only reader become one op applying the PReLU in registers; a float PAD read only by an
+        LceQuantize becomes LceQuantize then a PAD of the packed words (+1, bit 0, where the pad
+        value is >= 0)."""
+        readers: dict[int, list[int]] = {}
+        for i, op in enumerate(self.ops):
+            for t in op.inputs:
+                readers.setdefault(t, []).append(i)
+        ops, sources, skip = [], [], set()
+        for i, op in enumerate(self.ops):
+            if i in skip:
+                continue
+            out = op.outputs[0]
+            nxt = readers.get(out, [])
+            j = nxt[0] if len(nxt) == 1 and out != self.output else None
+            fused = None
+            if j is not None and self.ops[j].kind == "PRELU" and self.ops[j].inputs[0] == out:
+                fused = self._fuse_prelu(op, self.ops[j])
+            elif j is not None and op.kind == "PAD" and self.ops[j].kind == "LceQuantize" and self.dtype(out) == F32:
+                fused = self._quantize_before_pad(op, self.ops[j])
+            if fused is None:
+                ops.append(op)
+                sources.append(self.sources[i])
+            else:
+                ops += fused
+                sources += [self.sources[i] + self.sources[j]] * len(fused)
+                skip.add(j)
+        self.ops, self.sources = ops, sources
+
+    def _fuse_prelu(self, op: _Op, prelu: _Op) -> list[_Op] | None:
+        if op.kind not in ("ADD", "CONV_2D") or (op.params["act_min"], op.params["act_max"]) != (-_INF, _INF):
+            return None
+        alpha, out = prelu.inputs[1], prelu.outputs[0]
+        dims, slope = self.shape(out), self.shape(alpha)
+        slope = slope[next((k for k, d in enumerate(slope) if d != 1), len(slope)):]  # leading 1s dropped
+        if self.tensors[alpha].const is None or (slope and dims[len(dims) - len(slope):] != slope):
+            return None
+        if op.kind == "CONV_2D":
+            if math.prod(self.shape(alpha)) != dims[-1]:
+                return None
+            return [_Op("CONV_2D+PRELU", op.inputs + [alpha], [out], dict(op.params))]
+        if any(self.shape(t) != dims for t in op.inputs):
+            return None
+        return [_Op("ADD+PRELU", op.inputs + [alpha], [out])]
+
+    def _quantize_before_pad(self, pad: _Op, quantize: _Op) -> list[_Op] | None:
+        p = pad.params
+        channels = self.shape(pad.inputs[0])[-1]
+        negative = np.int32(p["value_bits"]).view(np.float32) < 0
+        if p["before3"] or p["after3"] or (negative and channels % 32):
+            return None
+        x, packed_out = pad.inputs[0], quantize.outputs[0]
+        self.tensors.append(_Tensor(I32, self.shape(x)[:-1] + [_cdiv(channels, 32)]))
+        packed = len(self.tensors) - 1
+        return [_Op("LceQuantize", [x], [packed]),
+                _Op("PAD", [packed], [packed_out], {**p, "value_bits": -1 if negative else 0})]
 
     def _plan_memory(self) -> None:
         first: dict[int, int] = {self.input: 0}
@@ -304,7 +366,7 @@ class _Compiler:
             for t in op.inputs:
                 if t >= 0 and self.tensors[t].const is None:
                     if t not in first:
-                        raise BlobError(f"op {self.sources[i]} ({op.kind}) reads a tensor that no op writes")
+                        raise BlobError(f"op {self.sources[i][0]} ({op.kind}) reads a tensor that no op writes")
                     last[t] = max(last.get(t, i), i)
             for t in op.outputs:
                 first.setdefault(t, i)
@@ -426,24 +488,33 @@ def _dequantize(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
     _need(inputs, 1)
     x, y = c.tensor(inputs[0]), c.tensor(out)
     _expect_type(c, x, (I32,), "the input")
-    _expect_type(c, y, (F32, I8), "the output")
+    _expect_type(c, y, (F32,), "the output")
     dims = c.shape(y)
     if c.shape(x) != dims[:-1] + [_cdiv(dims[-1], 32)]:
         raise BlobError(f"the packed input {c.shape(x)} does not match the output {dims}")
-    plus = minus = 0
-    if c.dtype(y) == I8:  # LCE: offset = round(1 / scale), then the zero point, saturated
-        t = c.tensors[y]
-        offset = int(_round_half_away(np.float32(1.0) / np.float32(t.scale)))
-        plus, minus = min(127, t.zero_point + offset), max(-128, t.zero_point - offset)
-    return _Op("LceDequantize", [x], [y], {"plus_one": plus, "minus_one": minus})
+    return _Op("LceDequantize", [x], [y])
 
 
-def _round_half_away(value: float) -> float:
-    return math.floor(abs(value) + 0.5) * (1 if value >= 0 else -1)
+def _pad4(values: np.ndarray) -> np.ndarray:
+    """Per-channel values zero-padded to a multiple of 4 channels (the kernels read whole vectors)."""
+    return np.concatenate([values, np.zeros(-len(values) % 4, values.dtype)])
+
+
+def _channel_blocked(rows: np.ndarray) -> np.ndarray:
+    """Binary weights [Cout, D] (LCE's bitpacked OHWI rows) in the kernels' layout: output channels in
+    blocks of ``BCONV_CHANNEL_BLOCK`` and then of 4 (zero channels pad the last), each block [D][width]:
+    word d of the block's channels side by side (runtime/native/src/kernels/bgemm.h)."""
+    cout, depth = rows.shape
+    padded = np.zeros((_cdiv(cout, 4) * 4, depth), np.int32)
+    padded[:cout] = rows
+    wide = len(padded) // BCONV_CHANNEL_BLOCK * BCONV_CHANNEL_BLOCK
+    blocks = [padded[:wide].reshape(-1, BCONV_CHANNEL_BLOCK, depth), padded[wide:].reshape(-1, 4, depth)]
+    return np.concatenate([b.transpose(0, 2, 1).reshape(-1) for b in blocks])
 
 
 def _bconv(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
-    _need(inputs, 4, optional=1)
+    _need(inputs[:2], 2)
+    inputs = inputs + [-1] * (5 - len(inputs))
     for key in ("channels_in", "stride_height", "stride_width", "dilation_height_factor", "dilation_width_factor",
                 "padding", "pad_values", "fused_activation_function"):
         if key not in opts:
@@ -476,24 +547,24 @@ def _bconv(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
     out_type = c.dtype(y)
     _check_output(c, y, [1, oh, ow, _cdiv(cout, 32) if out_type == I32 else cout])
     depth = kh * kw * words
-    blocked = np.zeros((_cdiv(cout, 4) * 4, depth), np.int32)
-    blocked[:cout] = weights.reshape(cout, depth)
-    blocked = blocked.reshape(-1, 4, depth).transpose(0, 2, 1)  # [Cout/4][D][4]: four channels per word
-    operands = [x, c.const(blocked), -1, -1, -1, -1]  # input, weights, multiplier, bias, thresholds, correction
+    operands = [x, c.const(_channel_blocked(weights.reshape(cout, depth))), -1, -1, -1, -1]
+    # input, weights, multiplier, bias, thresholds, correction; per-channel values padded to 4 channels
     zero_padding = same and pad_value == 0
     act = int(opts["fused_activation_function"])
     k = kh * kw * cin
     clamp_min, clamp_max = 0, 2 * k
     if out_type == I32:
-        if len(inputs) < 5 or inputs[4] < 0:
+        if inputs[4] < 0:
             raise BlobError("bitpacked output needs the thresholds input")
         if zero_padding:
             raise BlobError("same-zero padding with bitpacked output is not defined by LCE")
         thresholds = c.array(inputs[4], "the thresholds").astype(np.int32).reshape(-1)
         if thresholds.shape != (cout,):
             raise BlobError(f"the thresholds hold {thresholds.size} values for {cout} output channels")
-        operands[4] = c.const(thresholds)
+        operands[4] = c.const(_pad4(thresholds))
     else:
+        if inputs[2] < 0 or inputs[3] < 0:
+            raise BlobError("float and int8 output need the post-activation multiplier and bias")
         post_mul = c.array(inputs[2], "post_activation_multiplier").astype(np.float64).reshape(-1)
         post_bias = c.array(inputs[3], "post_activation_bias").astype(np.float64).reshape(-1)
         if post_mul.shape != (cout,) or post_bias.shape != (cout,):
@@ -506,7 +577,7 @@ def _bconv(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
         int_min, int_max = {0: (-2**31, 2**31 - 1), 1: (0, 2**31 - 1), 2: (-1, 1), 3: (0, 6)}[act]
         int_min, int_max = max(int_min, -k), min(int_max, k)
         clamp_min, clamp_max = k - int_max, k - int_min
-        operands[2:4] = [c.const(multiplier), c.const(bias)]
+        operands[2:4] = [c.const(_pad4(multiplier)), c.const(_pad4(bias))]
         if zero_padding:
             if out_type != F32 or act != 0:
                 raise BlobError("same-zero padding needs float output without a fused activation (as in LCE)")
@@ -514,10 +585,11 @@ def _bconv(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
             correction = cin - 2 * _popcount_words(taps).sum(axis=-1)  # [Cout, taps]: the tap's sum at +1 input
             operands[5] = c.const(np.ascontiguousarray(correction.T).astype(np.int32))  # [taps][Cout]
     tile = min(BCONV_TILE_PIXELS, _cdiv(oh * ow, 4) * 4)
-    params = {"channels_in": cin, "filter_h": kh, "filter_w": kw, "stride_h": sh, "stride_w": sw, "dilation_h": dh, "dilation_w": dw,
+    params = {"channels_in": cin, "channels_out": cout, "filter_h": kh, "filter_w": kw, "stride_h": sh, "stride_w": sw, "dilation_h": dh, "dilation_w": dw,
               "pad_top": pad_top, "pad_left": pad_left, "zero_padding": int(zero_padding),
               "clamp_min": clamp_min, "clamp_max": clamp_max}
-    return _Op("LceBconv2d", operands, [y], params, scratch=4 * tile * (depth + _cdiv(cout, 4) * 4))
+    accumulators = 0 if out_type == F32 else _cdiv(cout, 4) * 4  # float output is written by the kernel itself
+    return _Op("LceBconv2d", operands, [y], params, scratch=4 * tile * (depth + accumulators))
 
 
 def _pool(kind: str, dtypes: tuple[int, ...]) -> Lowering:
@@ -746,17 +818,14 @@ def _softmax(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
     return _Op("SOFTMAX", [x], [y], {"beta": float(opts.get("beta", 1.0))})
 
 
-def _affine(kind: str) -> Lowering:
-    def lower(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
-        _need(inputs, 1)
-        x, y = c.tensor(inputs[0]), c.tensor(out)
-        source, target = (F32, I8) if kind == "QUANTIZE" else (I8, F32)
-        _expect_type(c, x, (source,), "the input")
-        _expect_type(c, y, (target,), "the output")
-        if c.shape(x) != c.shape(y):
-            raise BlobError(f"the output {c.shape(y)} does not match the input {c.shape(x)}")
-        return _Op(kind, [x], [y])
-    return lower
+def _quantize_int8(c: _Compiler, inputs: list[int], out: int, opts: dict) -> _Op:
+    _need(inputs, 1)
+    x, y = c.tensor(inputs[0]), c.tensor(out)
+    _expect_type(c, x, (F32,), "the input")
+    _expect_type(c, y, (I8,), "the output (float32 -> int8 only)")
+    if c.shape(x) != c.shape(y):
+        raise BlobError(f"the output {c.shape(y)} does not match the input {c.shape(x)}")
+    return _Op("QUANTIZE", [x], [y])
 
 
 _LOWERINGS: dict[str, Lowering] = {
@@ -769,9 +838,9 @@ _LOWERINGS: dict[str, Lowering] = {
     "PAD": _pad, "PADV2": _pad, "RESHAPE": _reshape, "TRANSPOSE": _transpose, "CONCATENATION": _concat,
     "MAX_POOL_2D": _pool("MAX_POOL_2D", (F32,)), "AVERAGE_POOL_2D": _pool("AVERAGE_POOL_2D", (F32,)),
     "MEAN": _reduce("MEAN"), "REDUCE_MAX": _reduce("REDUCE_MAX"), "SOFTMAX": _softmax,
-    "QUANTIZE": _affine("QUANTIZE"), "DEQUANTIZE": _affine("DEQUANTIZE"),
+    "QUANTIZE": _quantize_int8,
 }
-assert set(_LOWERINGS) - {"PADV2"} == set(KINDS)  # noqa: S101 - one list of kinds
+assert set(_LOWERINGS) - {"PADV2"} == {k for k in KINDS if "+" not in k}  # noqa: S101 - one list of kinds
 
 
 def compile_blob(flatbuffer: bytes) -> CompiledBlob:

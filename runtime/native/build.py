@@ -30,7 +30,7 @@ PROGRAMS = ("bench", "selftest", "fuzz")
 WARNINGS = ["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"]
 # -ffp-contract=off: the binary convolution's float output transform must round like LCE's
 # (multiply, then add); kernels that may fuse use fmaf explicitly.
-COMMON = [*WARNINGS, "-O3", "-ffp-contract=off", "-fno-math-errno"]
+COMMON = [*WARNINGS, "-O3", "-ffp-contract=off", "-fno-math-errno", "-fno-trapping-math"]
 
 
 class BuildError(RuntimeError):

@@ -64,12 +64,14 @@ typedef enum {
   BE_KIND_CONV_2D = 10,
   BE_KIND_DEPTHWISE_CONV_2D = 11,
   BE_KIND_FULLY_CONNECTED = 12,
+  BE_KIND_CONV_2D_PRELU = 13,
   BE_KIND_ADD = 20,
   BE_KIND_SUB = 21,
   BE_KIND_MUL = 22,
   BE_KIND_DIV = 23,
   BE_KIND_MAXIMUM = 24,
   BE_KIND_MINIMUM = 25,
+  BE_KIND_ADD_PRELU = 26,
   BE_KIND_PRELU = 30,
   BE_KIND_RELU = 31,
   BE_KIND_RELU6 = 32,
@@ -85,17 +87,12 @@ typedef enum {
   BE_KIND_MEAN = 52,
   BE_KIND_REDUCE_MAX = 53,
   BE_KIND_SOFTMAX = 54,
-  BE_KIND_QUANTIZE = 60,
-  BE_KIND_DEQUANTIZE = 61
+  BE_KIND_QUANTIZE = 60
 } be_kind;
 
 typedef struct {
-  int32_t plus_one;
-  int32_t minus_one;
-} be_params_dequantize;
-
-typedef struct {
   int32_t channels_in;
+  int32_t channels_out;
   int32_t filter_h;
   int32_t filter_w;
   int32_t stride_h;

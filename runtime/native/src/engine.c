@@ -179,6 +179,9 @@ static be_status check_tensors(be_engine *e) {
       return fail(e, BE_ERR_FORMAT, "tensor %lu: %lu bytes do not match its shape", (unsigned long)i,
                   (unsigned long)t->bytes);
     }
+    if (t->dtype == BE_INT8 && (t->zero_point < -128 || t->zero_point > 127 || !(t->scale > 0.0f && t->scale < 1e30f))) {
+      return fail(e, BE_ERR_FORMAT, "tensor %lu: int8 scale or zero point out of range", (unsigned long)i);
+    }
     uint64_t limit = t->storage == BE_STORAGE_ARENA ? h->arena_bytes : h->data_bytes;
     if (t->storage > BE_STORAGE_CONSTANT || t->offset % 4u != 0 || (uint64_t)t->offset + t->bytes > limit) {
       return fail(e, BE_ERR_FORMAT, "tensor %lu: placed outside its %s", (unsigned long)i,

@@ -20,16 +20,23 @@ static be_status quantize_check(const be_op *op) {
 }
 
 #if defined(__ARM_NEON)
-/* 32 floats -> one word: compare, narrow the masks to bytes, weight each byte by its bit, add up. */
+/* 32 floats -> one word: compare (< 0, so -0.0 packs as +1 like LCE's x86 kernels), narrow the
+ * masks to bytes (UZP1 keeps the low half of each lane), weight each byte by its bit, add up. */
 static inline uint32_t pack32_neon(const float *x) {
   const float32x4_t zero = vdupq_n_f32(0.0f);
   const uint8x16_t weights = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
   uint8x16_t bytes[2];
   for (int half = 0; half < 2; ++half, x += 16) {
-    const uint16x8_t lo = vcombine_u16(vmovn_u32(vcltq_f32(vld1q_f32(x), zero)), vmovn_u32(vcltq_f32(vld1q_f32(x + 4), zero)));
-    const uint16x8_t hi =
-        vcombine_u16(vmovn_u32(vcltq_f32(vld1q_f32(x + 8), zero)), vmovn_u32(vcltq_f32(vld1q_f32(x + 12), zero)));
-    bytes[half] = vandq_u8(vcombine_u8(vmovn_u16(lo), vmovn_u16(hi)), weights);
+    const uint32x4_t m0 = vcltq_f32(vld1q_f32(x), zero), m1 = vcltq_f32(vld1q_f32(x + 4), zero);
+    const uint32x4_t m2 = vcltq_f32(vld1q_f32(x + 8), zero), m3 = vcltq_f32(vld1q_f32(x + 12), zero);
+#if defined(__aarch64__)
+    const uint16x8_t h0 = vuzp1q_u16(vreinterpretq_u16_u32(m0), vreinterpretq_u16_u32(m1));
+    const uint16x8_t h1 = vuzp1q_u16(vreinterpretq_u16_u32(m2), vreinterpretq_u16_u32(m3));
+    bytes[half] = vandq_u8(vuzp1q_u8(vreinterpretq_u8_u16(h0), vreinterpretq_u8_u16(h1)), weights);
+#else
+    const uint16x8_t h0 = vcombine_u16(vmovn_u32(m0), vmovn_u32(m1)), h1 = vcombine_u16(vmovn_u32(m2), vmovn_u32(m3));
+    bytes[half] = vandq_u8(vcombine_u8(vmovn_u16(h0), vmovn_u16(h1)), weights);
+#endif
   }
 #if defined(__aarch64__)
   uint8x16_t r = vpaddq_u8(bytes[0], bytes[1]);
@@ -50,18 +57,19 @@ static void quantize_run(const be_op *op) {
   const int channels = x.dims[3], words = (channels + 31) / 32;
   const size_t rows = x.count / (size_t)channels;
   uint32_t *out = (uint32_t *)y.data;
+#if defined(__ARM_NEON)
+  if (x.dtype == BE_FLOAT32 && channels % 32 == 0) { /* whole words only: one flat loop */
+    const float *v = (const float *)x.data;
+    for (size_t w = 0; w < rows * (size_t)words; ++w, v += 32) out[w] = pack32_neon(v);
+    return;
+  }
+#endif
   for (size_t r = 0; r < rows; ++r, out += words) {
     for (int w = 0; w < words; ++w) {
       const int c0 = 32 * w, n = channels - c0 < 32 ? channels - c0 : 32;
       uint32_t bits = 0;
       if (x.dtype == BE_FLOAT32) {
         const float *v = (const float *)x.data + r * (size_t)channels + (size_t)c0;
-#if defined(__ARM_NEON)
-        if (n == 32) {
-          out[w] = pack32_neon(v);
-          continue;
-        }
-#endif
         for (int i = 0; i < n; ++i) bits |= (uint32_t)(v[i] < 0.0f) << i;
       } else {
         const int8_t *v = (const int8_t *)x.data + r * (size_t)channels + (size_t)c0;
@@ -72,30 +80,26 @@ static void quantize_run(const be_op *op) {
   }
 }
 
-/* ---- LceDequantize: +1 / -1 as float, or the int8 values of +1 / -1 ---- */
+/* ---- LceDequantize: +1 / -1 as float ---- */
 
 static be_status dequantize_check(const be_op *op) {
   be_view x = be_input(op, 0), y = be_output(op);
   be_status s;
-  if ((s = be_expect_dtype(op, &x, BE_INT32, "the input")) != BE_OK) return s;
-  if (y.dtype != BE_FLOAT32 && y.dtype != BE_INT8) return be_op_fail(op, BE_ERR_UNSUPPORTED, "the output must be float32 or int8");
+  if ((s = be_expect_dtype(op, &x, BE_INT32, "the input")) != BE_OK ||
+      (s = be_expect_dtype(op, &y, BE_FLOAT32, "the output")) != BE_OK) {
+    return s;
+  }
   return be_expect_dims(op, &x, y.dims[0], y.dims[1], y.dims[2], (y.dims[3] + 31) / 32, "the input");
 }
 
 static void dequantize_run(const be_op *op) {
   const be_view x = be_input(op, 0), y = be_output(op);
-  const be_params_dequantize *p = (const be_params_dequantize *)op->params;
   const int channels = y.dims[3], words = (channels + 31) / 32;
   const size_t rows = y.count / (size_t)channels;
   const uint32_t *in = (const uint32_t *)x.data;
-  for (size_t r = 0; r < rows; ++r, in += words) {
-    if (y.dtype == BE_FLOAT32) {
-      float *out = (float *)y.data + r * (size_t)channels;
-      for (int c = 0; c < channels; ++c) out[c] = (in[c / 32] >> (c % 32)) & 1u ? -1.0f : 1.0f;
-    } else {
-      int8_t *out = (int8_t *)y.data + r * (size_t)channels;
-      for (int c = 0; c < channels; ++c) out[c] = (int8_t)((in[c / 32] >> (c % 32)) & 1u ? p->minus_one : p->plus_one);
-    }
+  float *out = (float *)y.data;
+  for (size_t r = 0; r < rows; ++r, in += words, out += channels) {
+    for (int c = 0; c < channels; ++c) out[c] = (in[c / 32] >> (c % 32)) & 1u ? -1.0f : 1.0f;
   }
 }
 
@@ -112,7 +116,7 @@ static be_bconv_args bconv_args(const be_op *op) {
   a.channels_in = p->channels_in;
   a.out_h = y.dims[1], a.out_w = y.dims[2];
   a.out_type = y.dtype;
-  a.channels_out = y.dtype == BE_INT32 ? (int)be_input(op, BCONV_THRESHOLDS).count : y.dims[3];
+  a.channels_out = p->channels_out;
   a.filter_h = p->filter_h, a.filter_w = p->filter_w;
   a.stride_h = p->stride_h, a.stride_w = p->stride_w, a.dilation_h = p->dilation_h, a.dilation_w = p->dilation_w;
   a.pad_top = p->pad_top, a.pad_left = p->pad_left, a.zero_padding = p->zero_padding;
@@ -139,7 +143,8 @@ static be_status bconv_check(const be_op *op) {
       (s = be_expect_nhwc(op, &y, "the output")) != BE_OK || (s = be_expect_dtype(op, &w, BE_INT32, "the weights")) != BE_OK) {
     return s;
   }
-  if (!small_positive(p->channels_in) || (p->channels_in + 31) / 32 != x.dims[3] ||
+  if (!small_positive(p->channels_in) || (p->channels_in + 31) / 32 != x.dims[3] || !small_positive(p->channels_out) ||
+      y.dims[3] != (y.dtype == BE_INT32 ? (p->channels_out + 31) / 32 : p->channels_out) ||
       !be_window_ok(y.dims[1], x.dims[1], p->filter_h, p->stride_h, p->dilation_h, p->pad_top) ||
       !be_window_ok(y.dims[2], x.dims[2], p->filter_w, p->stride_w, p->dilation_w, p->pad_left) ||
       (uint64_t)p->filter_h * (uint64_t)p->filter_w * (uint64_t)x.dims[3] > (1u << 24) ||
@@ -148,11 +153,11 @@ static be_status bconv_check(const be_op *op) {
                       (int)p->channels_in, (int)p->filter_h, (int)p->filter_w, (int)p->stride_h, (int)p->stride_w);
   }
   const be_bconv_args a = bconv_args(op);
-  const int cout = a.channels_out, depth = be_bconv_depth(&a);
+  const int cout = a.channels_out, padded = (cout + 3) / 4 * 4, depth = be_bconv_depth(&a);
   if (y.dtype == BE_INT32) {
     be_view t = be_input(op, BCONV_THRESHOLDS);
     if ((s = be_expect_dtype(op, &t, BE_INT32, "the thresholds")) != BE_OK) return s;
-    if ((s = be_expect_dims(op, &y, 1, y.dims[1], y.dims[2], (cout + 31) / 32, "the bitpacked output")) != BE_OK) return s;
+    if (t.count != (size_t)padded) return be_op_fail(op, BE_ERR_FORMAT, "the thresholds do not hold %d values", padded);
     if (a.zero_padding) return be_op_fail(op, BE_ERR_UNSUPPORTED, "same-zero padding needs float output");
   } else if (y.dtype == BE_FLOAT32 || y.dtype == BE_INT8) {
     be_view m = be_input(op, BCONV_MULTIPLIER), b = be_input(op, BCONV_BIAS);
@@ -160,8 +165,8 @@ static be_status bconv_check(const be_op *op) {
         (s = be_expect_dtype(op, &b, BE_FLOAT32, "the bias")) != BE_OK) {
       return s;
     }
-    if (m.count != (size_t)cout || b.count != (size_t)cout) {
-      return be_op_fail(op, BE_ERR_FORMAT, "the multiplier/bias do not hold %d values", cout);
+    if (m.count != (size_t)padded || b.count != (size_t)padded) {
+      return be_op_fail(op, BE_ERR_FORMAT, "the multiplier/bias do not hold %d values", padded);
     }
   } else {
     return be_op_fail(op, BE_ERR_UNSUPPORTED, "the output must be float32, int8 or int32 (bitpacked)");
@@ -174,10 +179,9 @@ static be_status bconv_check(const be_op *op) {
       return be_op_fail(op, BE_ERR_FORMAT, "the padding correction does not hold %d x %d values", a.filter_h * a.filter_w, cout);
     }
   }
-  if (cout < 1 || (size_t)depth * 4u * (size_t)((cout + 3) / 4) != w.count ||
-      (size_t)depth > (size_t)(1u << 24) / (size_t)((cout + 3) / 4)) {
-    return be_op_fail(op, BE_ERR_FORMAT, "the weights hold %lu words, expected %d x %d x 4", (unsigned long)w.count,
-                      (cout + 3) / 4, depth);
+  if ((size_t)depth * (size_t)padded != w.count || (size_t)depth > (size_t)(1u << 24) / (size_t)padded) {
+    return be_op_fail(op, BE_ERR_FORMAT, "the weights hold %lu words, expected %d x %d", (unsigned long)w.count, padded,
+                      depth);
   }
   if (depth <= 4095 && op->scratch_bytes < be_bconv_scratch_bytes(&a, 4)) {
     return be_op_fail(op, BE_ERR_FORMAT, "scratch of %lu bytes is below the %lu a 4-pixel tile needs",
@@ -255,7 +259,7 @@ static void bmaxpool_run(const be_op *op) {
 
 const be_op_impl be_binary_ops[] = {
     {"LceQuantize", BE_KIND_LCE_QUANTIZE, 0, 1, 1, quantize_check, quantize_run, NULL},
-    {"LceDequantize", BE_KIND_LCE_DEQUANTIZE, sizeof(be_params_dequantize), 1, 1, dequantize_check, dequantize_run, NULL},
+    {"LceDequantize", BE_KIND_LCE_DEQUANTIZE, 0, 1, 1, dequantize_check, dequantize_run, NULL},
     {"LceBconv2d", BE_KIND_LCE_BCONV2D, sizeof(be_params_bconv), BCONV_INPUTS, BCONV_INPUTS, bconv_check, bconv_run,
      bconv_count},
     {"LceBMaxPool2d", BE_KIND_LCE_BMAXPOOL2D, sizeof(be_params_pool), 1, 1, bmaxpool_check, bmaxpool_run, NULL},

@@ -1,11 +1,12 @@
 /*
  * Element-wise float ops with NumPy broadcasting (ADD, SUB, MUL, DIV, MAXIMUM, MINIMUM, PRELU),
- * activations (RELU, RELU6, RELU_N1_TO_1, LOGISTIC, HARD_SWISH) and the int8 <-> float QUANTIZE /
- * DEQUANTIZE. Formulas follow TFLite's reference kernels.
+ * activations (RELU, RELU6, RELU_N1_TO_1, LOGISTIC, HARD_SWISH) and the float -> int8 QUANTIZE.
+ * Formulas follow TFLite's reference kernels.
  */
 #include <math.h>
 
 #include "engine_internal.h"
+#include "vec4.h"
 
 /* Broadcast geometry: shapes right-aligned to 4-D; a stride of 0 repeats a dimension of size 1. */
 typedef struct {
@@ -32,54 +33,121 @@ static int make_broadcast(const be_view *a, const be_view *b, broadcast *g) {
   return 1;
 }
 
-/* One row of `n` outputs from rows of a and b, each either contiguous (stride 1) or one repeated value. */
-#define ROW_FUNCTION(name, EXPR)                                                                                   \
-  static void name(const float *restrict a, size_t sa, const float *restrict b, size_t sb, float *restrict y, int n) { \
-    if (sa && sb) {                                                                                                \
-      for (int i = 0; i < n; ++i) {                                                                                \
-        const float x = a[i], z = b[i];                                                                            \
-        y[i] = (EXPR);                                                                                             \
-      }                                                                                                            \
-    } else if (sa) {                                                                                               \
-      const float z = b[0];                                                                                        \
-      for (int i = 0; i < n; ++i) {                                                                                \
-        const float x = a[i];                                                                                      \
-        y[i] = (EXPR);                                                                                             \
-      }                                                                                                            \
-    } else {                                                                                                       \
-      const float x = a[0];                                                                                        \
-      if (sb) {                                                                                                    \
-        for (int i = 0; i < n; ++i) {                                                                              \
-          const float z = b[i];                                                                                    \
-          y[i] = (EXPR);                                                                                           \
-        }                                                                                                          \
-      } else {                                                                                                     \
-        const float z = b[0];                                                                                      \
-        for (int i = 0; i < n; ++i) y[i] = (EXPR);                                                                 \
-      }                                                                                                            \
-    }                                                                                                              \
+/* y[i] = f(a[i % pa], b[i % pb]) for i < n, where each period is n (a full operand), 1 (a scalar) or,
+ * for one operand, a divisor of n (a vector repeated along the leading dimensions), then clamped.
+ * Rows of 16 use four vectors per step (the loads and stores pair up). */
+#define BINARY_ROW(VEXPR, SEXPR, ar, br, yr, len, adup, bdup, sa, sb)                                           \
+  do {                                                                                                          \
+    size_t k = 0;                                                                                               \
+    for (; k + 16 <= (len); k += 16) {                                                                          \
+      const be_v4 x0 = sa ? adup : v4_load(ar + k), x1 = sa ? adup : v4_load(ar + k + 4);                       \
+      const be_v4 x2 = sa ? adup : v4_load(ar + k + 8), x3 = sa ? adup : v4_load(ar + k + 12);                  \
+      const be_v4 z0 = sb ? bdup : v4_load(br + k), z1 = sb ? bdup : v4_load(br + k + 4);                       \
+      const be_v4 z2 = sb ? bdup : v4_load(br + k + 8), z3 = sb ? bdup : v4_load(br + k + 12);                  \
+      { const be_v4 x = x0, z = z0; v4_store(yr + k, (VEXPR)); }                                                \
+      { const be_v4 x = x1, z = z1; v4_store(yr + k + 4, (VEXPR)); }                                            \
+      { const be_v4 x = x2, z = z2; v4_store(yr + k + 8, (VEXPR)); }                                            \
+      { const be_v4 x = x3, z = z3; v4_store(yr + k + 12, (VEXPR)); }                                           \
+    }                                                                                                           \
+    for (; k + 4 <= (len); k += 4) {                                                                            \
+      const be_v4 x = sa ? adup : v4_load(ar + k), z = sb ? bdup : v4_load(br + k);                             \
+      v4_store(yr + k, (VEXPR));                                                                                \
+    }                                                                                                           \
+    for (; k < (len); ++k) {                                                                                    \
+      const float x = sa ? ar[0] : ar[k], z = sb ? br[0] : br[k];                                               \
+      yr[k] = (SEXPR);                                                                                          \
+    }                                                                                                           \
+  } while (0)
+
+#define BINARY_FUNCTION(name, VEXPR, SEXPR)                                                                     \
+  static void name(const float *a, size_t pa, const float *b, size_t pb, float *y, size_t n, float lo, float hi) { \
+    const be_v4 adup = v4_dup(a[0]), bdup = v4_dup(b[0]);                                                      \
+    if (pa == n && pb == n) {                                                                                  \
+      BINARY_ROW(VEXPR, SEXPR, a, b, y, n, adup, bdup, 0, 0);                                                  \
+    } else if (pa == 1 || pb == 1) {                                                                           \
+      if (pa == 1) {                                                                                           \
+        BINARY_ROW(VEXPR, SEXPR, a, b, y, n, adup, bdup, 1, 0);                                                \
+      } else {                                                                                                 \
+        BINARY_ROW(VEXPR, SEXPR, a, b, y, n, adup, bdup, 0, 1);                                                \
+      }                                                                                                        \
+    } else if (pa == n) {                                                                                      \
+      for (size_t i = 0; i < n; i += pb) BINARY_ROW(VEXPR, SEXPR, (a + i), b, (y + i), pb, adup, bdup, 0, 0);  \
+    } else {                                                                                                   \
+      for (size_t i = 0; i < n; i += pa) BINARY_ROW(VEXPR, SEXPR, a, (b + i), (y + i), pa, adup, bdup, 0, 0);  \
+    }                                                                                                          \
+    if (!(lo == -INFINITY && hi == INFINITY)) {                                                                \
+      for (size_t i = 0; i < n; ++i) y[i] = be_clampf(y[i], lo, hi);                                           \
+    }                                                                                                          \
   }
 
-ROW_FUNCTION(row_add, x + z)
-ROW_FUNCTION(row_sub, x - z)
-ROW_FUNCTION(row_mul, x * z)
-ROW_FUNCTION(row_div, x / z)
-ROW_FUNCTION(row_maximum, x < z ? z : x)
-ROW_FUNCTION(row_minimum, z < x ? z : x)
-ROW_FUNCTION(row_prelu, x >= 0.0f ? x : x * z)
+BINARY_FUNCTION(apply_add, v4_add(x, z), x + z)
+BINARY_FUNCTION(apply_sub, v4_sub(x, z), x - z)
+BINARY_FUNCTION(apply_mul, v4_mul(x, z), x * z)
+BINARY_FUNCTION(apply_div, v4_div(x, z), x / z)
+BINARY_FUNCTION(apply_maximum, v4_max(x, z), x < z ? z : x)
+BINARY_FUNCTION(apply_minimum, v4_min(x, z), z < x ? z : x)
+BINARY_FUNCTION(apply_prelu, v4_prelu(x, z), x >= 0.0f ? x : x * z)
 
-typedef void (*row_function)(const float *, size_t, const float *, size_t, float *, int);
+typedef void (*binary_function)(const float *, size_t, const float *, size_t, float *, size_t, float, float);
 
-static row_function row_of(uint32_t kind) {
+static binary_function function_of(uint32_t kind) {
   switch (kind) {
-    case BE_KIND_ADD: return row_add;
-    case BE_KIND_SUB: return row_sub;
-    case BE_KIND_MUL: return row_mul;
-    case BE_KIND_DIV: return row_div;
-    case BE_KIND_MAXIMUM: return row_maximum;
-    case BE_KIND_MINIMUM: return row_minimum;
-    default: return row_prelu;
+    case BE_KIND_ADD: return apply_add;
+    case BE_KIND_SUB: return apply_sub;
+    case BE_KIND_MUL: return apply_mul;
+    case BE_KIND_DIV: return apply_div;
+    case BE_KIND_MAXIMUM: return apply_maximum;
+    case BE_KIND_MINIMUM: return apply_minimum;
+    default: return apply_prelu;
   }
+}
+
+/* If `part`'s elements repeat along `whole` (part's shape, leading 1s dropped, is whole's trailing
+ * shape), its period; else 0. */
+static size_t repeat_period(const be_view *whole, const be_view *part) {
+  int d = 0;
+  while (d < 4 && part->dims[d] == 1) ++d;
+  for (int k = d; k < 4; ++k) {
+    if (part->dims[k] != whole->dims[k]) return 0;
+  }
+  return part->count;
+}
+
+/* ADD+PRELU: y = prelu(a + b), a and b of the output's shape, the slope repeating every `period`. */
+static void add_prelu(const float *a, const float *b, const float *alpha, size_t period, float *y, size_t n) {
+  for (size_t i = 0; i < n; i += period, a += period, b += period, y += period) {
+    size_t k = 0;
+    for (; k + 8 <= period; k += 8) {
+      const be_v4 s0 = v4_add(v4_load(a + k), v4_load(b + k)), s1 = v4_add(v4_load(a + k + 4), v4_load(b + k + 4));
+      v4_store(y + k, v4_prelu(s0, v4_load(alpha + k)));
+      v4_store(y + k + 4, v4_prelu(s1, v4_load(alpha + k + 4)));
+    }
+    for (; k < period; ++k) {
+      const float x = a[k] + b[k];
+      y[k] = x >= 0.0f ? x : x * alpha[k];
+    }
+  }
+}
+
+static be_status add_prelu_check(const be_op *op) {
+  be_view a = be_input(op, 0), b = be_input(op, 1), alpha = be_input(op, 2), y = be_output(op);
+  be_status s;
+  if ((s = be_expect_dtype(op, &a, BE_FLOAT32, "the first input")) != BE_OK ||
+      (s = be_expect_dtype(op, &b, BE_FLOAT32, "the second input")) != BE_OK ||
+      (s = be_expect_dtype(op, &alpha, BE_FLOAT32, "the PReLU slope")) != BE_OK ||
+      (s = be_expect_dtype(op, &y, BE_FLOAT32, "the output")) != BE_OK) {
+    return s;
+  }
+  if (a.count != y.count || b.count != y.count || repeat_period(&y, &alpha) == 0) {
+    return be_op_fail(op, BE_ERR_FORMAT, "inputs must have the output's size and the slope must repeat along it");
+  }
+  return BE_OK;
+}
+
+static void add_prelu_run(const be_op *op) {
+  const be_view a = be_input(op, 0), b = be_input(op, 1), alpha = be_input(op, 2), y = be_output(op);
+  add_prelu((const float *)a.data, (const float *)b.data, (const float *)alpha.data, alpha.count, (float *)y.data,
+            y.count);
 }
 
 static be_status binary_check(const be_op *op) {
@@ -99,30 +167,36 @@ static be_status binary_check(const be_op *op) {
   return BE_OK;
 }
 
-static void clamp_all(float *y, size_t n, float lo, float hi) {
-  if (lo == -INFINITY && hi == INFINITY) return;
-  for (size_t i = 0; i < n; ++i) y[i] = be_clampf(y[i], lo, hi);
-}
-
 static void binary_run(const be_op *op) {
   const be_view a = be_input(op, 0), b = be_input(op, 1), y = be_output(op);
-  const row_function row = row_of(op->record->kind);
-  broadcast g = {{0}, {0}, {0}};
-  make_broadcast(&a, &b, &g);
-  const float *pa = (const float *)a.data, *pb = (const float *)b.data;
-  float *out = (float *)y.data;
-  for (int i0 = 0; i0 < g.dims[0]; ++i0) {
-    for (int i1 = 0; i1 < g.dims[1]; ++i1) {
-      for (int i2 = 0; i2 < g.dims[2]; ++i2, out += g.dims[3]) {
-        const size_t oa = (size_t)i0 * g.sa[0] + (size_t)i1 * g.sa[1] + (size_t)i2 * g.sa[2];
-        const size_t ob = (size_t)i0 * g.sb[0] + (size_t)i1 * g.sb[1] + (size_t)i2 * g.sb[2];
-        row(pa + oa, g.sa[3], pb + ob, g.sb[3], out, g.dims[3]);
-      }
-    }
-  }
+  const binary_function apply = function_of(op->record->kind);
+  float lo = -INFINITY, hi = INFINITY;
   if (op->record->kind != BE_KIND_PRELU) {
     const be_params_activation *p = (const be_params_activation *)op->params;
-    clamp_all((float *)y.data, y.count, p->act_min, p->act_max);
+    lo = p->act_min, hi = p->act_max;
+  }
+  const float *pa = (const float *)a.data, *pb = (const float *)b.data;
+  float *out = (float *)y.data;
+  size_t period;
+  if (a.count == y.count && (period = repeat_period(&a, &b)) != 0) {
+    apply(pa, y.count, pb, period, out, y.count, lo, hi);
+    return;
+  }
+  if (b.count == y.count && (period = repeat_period(&b, &a)) != 0) {
+    apply(pa, period, pb, y.count, out, y.count, lo, hi);
+    return;
+  }
+  broadcast g = {{0}, {0}, {0}};
+  make_broadcast(&a, &b, &g);
+  const size_t row = (size_t)g.dims[3];
+  for (int i0 = 0; i0 < g.dims[0]; ++i0) {
+    for (int i1 = 0; i1 < g.dims[1]; ++i1) {
+      for (int i2 = 0; i2 < g.dims[2]; ++i2, out += row) {
+        const size_t oa = (size_t)i0 * g.sa[0] + (size_t)i1 * g.sa[1] + (size_t)i2 * g.sa[2];
+        const size_t ob = (size_t)i0 * g.sb[0] + (size_t)i1 * g.sb[1] + (size_t)i2 * g.sb[2];
+        apply(pa + oa, g.sa[3] ? row : 1, pb + ob, g.sb[3] ? row : 1, out, row, lo, hi);
+      }
+    }
   }
 }
 
@@ -130,14 +204,14 @@ static void binary_run(const be_op *op) {
 
 static be_status unary_check(const be_op *op) {
   be_view x = be_input(op, 0), y = be_output(op);
-  const int to_int8 = op->record->kind == BE_KIND_QUANTIZE, from_int8 = op->record->kind == BE_KIND_DEQUANTIZE;
+  const int to_int8 = op->record->kind == BE_KIND_QUANTIZE;
   be_status s;
-  if ((s = be_expect_dtype(op, &x, from_int8 ? BE_INT8 : BE_FLOAT32, "the input")) != BE_OK ||
+  if ((s = be_expect_dtype(op, &x, BE_FLOAT32, "the input")) != BE_OK ||
       (s = be_expect_dtype(op, &y, to_int8 ? BE_INT8 : BE_FLOAT32, "the output")) != BE_OK) {
     return s;
   }
   if (x.count != y.count) return be_op_fail(op, BE_ERR_FORMAT, "input and output sizes differ");
-  if ((to_int8 && !(y.scale > 0.0f)) || (from_int8 && !(x.scale > 0.0f))) {
+  if (to_int8 && !(y.scale > 0.0f)) {
     return be_op_fail(op, BE_ERR_FORMAT, "the int8 tensor has no positive scale");
   }
   return BE_OK;
@@ -166,12 +240,6 @@ static void unary_run(const be_op *op) {
       for (size_t i = 0; i < n; ++i) out[i] = (int8_t)((int32_t)be_clampf(roundf(in[i] / y.scale), lo, hi) + y.zero_point);
       break;
     }
-    case BE_KIND_DEQUANTIZE: {
-      const int8_t *in = (const int8_t *)x.data;
-      float *out = (float *)y.data;
-      for (size_t i = 0; i < n; ++i) out[i] = x.scale * (float)(in[i] - x.zero_point);
-      break;
-    }
     default: { /* the RELU family: a clamp */
       const be_params_activation *p = (const be_params_activation *)op->params;
       const float *in = (const float *)x.data;
@@ -198,12 +266,12 @@ const be_op_impl be_elementwise_ops[] = {
     BINARY("MAXIMUM", BE_KIND_MAXIMUM),
     BINARY("MINIMUM", BE_KIND_MINIMUM),
     {"PRELU", BE_KIND_PRELU, 0, 2, 2, binary_check, binary_run, elementwise_count},
+    {"ADD+PRELU", BE_KIND_ADD_PRELU, 0, 3, 3, add_prelu_check, add_prelu_run, elementwise_count},
     UNARY("RELU", BE_KIND_RELU, sizeof(be_params_activation)),
     UNARY("RELU6", BE_KIND_RELU6, sizeof(be_params_activation)),
     UNARY("RELU_N1_TO_1", BE_KIND_RELU_N1_TO_1, sizeof(be_params_activation)),
     UNARY("LOGISTIC", BE_KIND_LOGISTIC, 0),
     UNARY("HARD_SWISH", BE_KIND_HARD_SWISH, 0),
     UNARY("QUANTIZE", BE_KIND_QUANTIZE, 0),
-    UNARY("DEQUANTIZE", BE_KIND_DEQUANTIZE, 0),
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "vec4.h"
 
 /* ---- 2-D pools over the window clipped to the input (an average divides by the clipped count) ---- */
 
@@ -23,27 +24,57 @@ static void pool_run(const be_op *op) {
   const be_view x = be_input(op, 0), y = be_output(op);
   const int h = x.dims[1], w = x.dims[2], channels = x.dims[3];
   const int average = op->record->kind == BE_KIND_AVERAGE_POOL_2D;
+  const int clamp = !(p->act_min == -INFINITY && p->act_max == INFINITY);
+  const be_v4 lo = v4_dup(p->act_min), hi = v4_dup(p->act_max);
   const float *in = (const float *)x.data;
   float *out = (float *)y.data;
   for (int oy = 0; oy < y.dims[1]; ++oy) {
     const int y0 = be_max(oy * p->stride_h - p->pad_top, 0), y1 = be_min(oy * p->stride_h - p->pad_top + p->filter_h, h);
     for (int ox = 0; ox < y.dims[2]; ++ox, out += channels) {
       const int x0 = be_max(ox * p->stride_w - p->pad_left, 0), x1 = be_min(ox * p->stride_w - p->pad_left + p->filter_w, w);
-      for (int c = 0; c < channels; ++c) out[c] = average ? 0.0f : -FLT_MAX;
-      for (int iy = y0; iy < y1; ++iy) {
-        for (int ix = x0; ix < x1; ++ix) {
-          const float *v = in + ((size_t)iy * (size_t)w + (size_t)ix) * (size_t)channels;
-          if (average) {
-            for (int c = 0; c < channels; ++c) out[c] += v[c];
-          } else {
-            for (int c = 0; c < channels; ++c) out[c] = out[c] < v[c] ? v[c] : out[c];
+      const float count = (float)(be_max(y1 - y0, 0) * be_max(x1 - x0, 0));
+      const be_v4 divisor = v4_dup(count > 0.0f ? count : 1.0f);
+      int c = 0;
+      for (; c + 16 <= channels; c += 16) { /* the window summed in 4 registers, 16 channels at a time */
+        const be_v4 start = v4_dup(average ? 0.0f : -FLT_MAX);
+        be_v4 a0 = start, a1 = start, a2 = start, a3 = start;
+        for (int iy = y0; iy < y1; ++iy) {
+          const float *v = in + ((size_t)iy * (size_t)w + (size_t)x0) * (size_t)channels + (size_t)c;
+          for (int ix = x0; ix < x1; ++ix, v += channels) {
+            if (average) {
+              a0 = v4_add(a0, v4_load(v)), a1 = v4_add(a1, v4_load(v + 4));
+              a2 = v4_add(a2, v4_load(v + 8)), a3 = v4_add(a3, v4_load(v + 12));
+            } else {
+              a0 = v4_max(a0, v4_load(v)), a1 = v4_max(a1, v4_load(v + 4));
+              a2 = v4_max(a2, v4_load(v + 8)), a3 = v4_max(a3, v4_load(v + 12));
+            }
           }
         }
+        if (average) a0 = v4_div(a0, divisor), a1 = v4_div(a1, divisor), a2 = v4_div(a2, divisor), a3 = v4_div(a3, divisor);
+        if (clamp) {
+          a0 = v4_min(v4_max(a0, lo), hi), a1 = v4_min(v4_max(a1, lo), hi);
+          a2 = v4_min(v4_max(a2, lo), hi), a3 = v4_min(v4_max(a3, lo), hi);
+        }
+        v4_store(out + c, a0), v4_store(out + c + 4, a1), v4_store(out + c + 8, a2), v4_store(out + c + 12, a3);
       }
-      const float count = (float)(be_max(y1 - y0, 0) * be_max(x1 - x0, 0));
-      for (int c = 0; c < channels; ++c) {
-        const float v = average ? (count > 0.0f ? out[c] / count : 0.0f) : out[c];
-        out[c] = be_clampf(v, p->act_min, p->act_max);
+      for (; c + 4 <= channels; c += 4) {
+        be_v4 acc = v4_dup(average ? 0.0f : -FLT_MAX);
+        for (int iy = y0; iy < y1; ++iy) {
+          const float *v = in + ((size_t)iy * (size_t)w + (size_t)x0) * (size_t)channels + (size_t)c;
+          for (int ix = x0; ix < x1; ++ix, v += channels) acc = average ? v4_add(acc, v4_load(v)) : v4_max(acc, v4_load(v));
+        }
+        if (average) acc = v4_div(acc, divisor);
+        v4_store(out + c, clamp ? v4_min(v4_max(acc, lo), hi) : acc);
+      }
+      for (; c < channels; ++c) {
+        float acc = average ? 0.0f : -FLT_MAX;
+        for (int iy = y0; iy < y1; ++iy) {
+          for (int ix = x0; ix < x1; ++ix) {
+            const float v = in[((size_t)iy * (size_t)w + (size_t)ix) * (size_t)channels + (size_t)c];
+            acc = average ? acc + v : (acc < v ? v : acc);
+          }
+        }
+        out[c] = be_clampf(average ? acc / (count > 0.0f ? count : 1.0f) : acc, p->act_min, p->act_max);
       }
     }
   }

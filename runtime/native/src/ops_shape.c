@@ -3,6 +3,18 @@
 #include <string.h>
 
 #include "engine_internal.h"
+#include "vec4.h"
+
+/* n 4-byte elements, vectors where possible (bits preserved: loads and stores only). */
+static inline void copy_words(uint32_t *dst, const uint32_t *src, size_t n) {
+  size_t k = 0;
+  for (; k + 4 <= n; k += 4) v4_store((float *)(dst + k), v4_load((const float *)(src + k)));
+  for (; k < n; ++k) dst[k] = src[k];
+}
+
+static inline void fill_words(uint32_t *dst, uint32_t value, size_t n) {
+  for (size_t k = 0; k < n; ++k) dst[k] = value;
+}
 
 static be_status four_byte_types(const be_op *op, const be_view *x, const be_view *y) {
   if (x->dtype == BE_INT8 || y->dtype != x->dtype) {
@@ -36,19 +48,35 @@ static void pad_run(const be_op *op) {
   const uint32_t value = (uint32_t)p->value_bits;
   const uint32_t *in = (const uint32_t *)x.data;
   uint32_t *out = (uint32_t *)y.data;
-  const int row = y.dims[3], inner = x.dims[3];
+  const size_t pixel = (size_t)y.dims[3], inner = (size_t)x.dims[3];
+  const int whole_pixels = p->before3 == 0 && p->after3 == 0; /* rows of dims 2-3 copy in one piece */
   for (int i0 = 0; i0 < y.dims[0]; ++i0) {
     for (int i1 = 0; i1 < y.dims[1]; ++i1) {
-      for (int i2 = 0; i2 < y.dims[2]; ++i2, out += row) {
-        const int j0 = i0 - before[0], j1 = i1 - before[1], j2 = i2 - before[2];
-        if (j0 < 0 || j0 >= x.dims[0] || j1 < 0 || j1 >= x.dims[1] || j2 < 0 || j2 >= x.dims[2]) {
-          for (int k = 0; k < row; ++k) out[k] = value;
+      const int j0 = i0 - before[0], j1 = i1 - before[1];
+      const size_t row = (size_t)y.dims[2] * pixel;
+      if (j0 < 0 || j0 >= x.dims[0] || j1 < 0 || j1 >= x.dims[1]) {
+        fill_words(out, value, row);
+        out += row;
+        continue;
+      }
+      const uint32_t *src = in + ((size_t)j0 * (size_t)x.dims[1] + (size_t)j1) * (size_t)x.dims[2] * inner;
+      if (whole_pixels) {
+        fill_words(out, value, (size_t)before[2] * pixel);
+        copy_words(out + (size_t)before[2] * pixel, src, (size_t)x.dims[2] * inner);
+        fill_words(out + (size_t)(before[2] + x.dims[2]) * pixel, value,
+                   (size_t)(y.dims[2] - before[2] - x.dims[2]) * pixel);
+        out += row;
+        continue;
+      }
+      for (int i2 = 0; i2 < y.dims[2]; ++i2, out += pixel) {
+        const int j2 = i2 - before[2];
+        if (j2 < 0 || j2 >= x.dims[2]) {
+          fill_words(out, value, pixel);
           continue;
         }
-        const uint32_t *src = in + (((size_t)j0 * (size_t)x.dims[1] + (size_t)j1) * (size_t)x.dims[2] + (size_t)j2) * (size_t)inner;
-        for (int k = 0; k < before[3]; ++k) out[k] = value;
-        memcpy(out + before[3], src, (size_t)inner * 4u);
-        for (int k = before[3] + inner; k < row; ++k) out[k] = value;
+        fill_words(out, value, (size_t)before[3]);
+        copy_words(out + before[3], src + (size_t)j2 * inner, inner);
+        fill_words(out + (size_t)before[3] + inner, value, pixel - (size_t)before[3] - inner);
       }
     }
   }
@@ -135,16 +163,29 @@ static be_status concat_check(const be_op *op) {
 static void concat_run(const be_op *op) {
   const be_params_concat *p = (const be_params_concat *)op->params;
   const be_view y = be_output(op);
+  const int inputs = (int)op->record->n_inputs;
   size_t outer = 1, inner = 1;
   for (int d = 0; d < p->axis; ++d) outer *= (size_t)y.dims[d];
   for (int d = p->axis + 1; d < 4; ++d) inner *= (size_t)y.dims[d];
+  enum { HOISTED = 8 }; /* inputs whose pointers are looked up once, not per outer index */
+  const uint32_t *data[HOISTED];
+  size_t chunk[HOISTED];
+  for (int i = 0; i < inputs && i < HOISTED; ++i) {
+    const be_view x = be_input(op, i);
+    data[i] = (const uint32_t *)x.data, chunk[i] = (size_t)x.dims[p->axis] * inner;
+  }
   uint32_t *out = (uint32_t *)y.data;
   for (size_t o = 0; o < outer; ++o) {
-    for (int i = 0; i < (int)op->record->n_inputs; ++i) {
-      const be_view x = be_input(op, i);
-      const size_t chunk = (size_t)x.dims[p->axis] * inner;
-      memcpy(out, (const uint32_t *)x.data + o * chunk, chunk * 4u);
-      out += chunk;
+    for (int i = 0; i < inputs; ++i) {
+      if (i < HOISTED) {
+        copy_words(out, data[i] + o * chunk[i], chunk[i]);
+        out += chunk[i];
+      } else {
+        const be_view x = be_input(op, i);
+        const size_t n = (size_t)x.dims[p->axis] * inner;
+        copy_words(out, (const uint32_t *)x.data + o * n, n);
+        out += n;
+      }
     }
   }
   if (y.dtype == BE_FLOAT32 && !(p->act_min == -INFINITY && p->act_max == INFINITY)) {

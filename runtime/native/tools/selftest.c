@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "bconv.h"
+#include "kernels/bgemm.h"
 
 static uint64_t state;
 
@@ -57,8 +58,8 @@ static int run_case(int index) {
   const size_t in_words = (size_t)a.in_h * (size_t)a.in_w * (size_t)a.in_words;
   const size_t out_values = (size_t)a.out_h * (size_t)a.out_w * (size_t)(a.out_type == BE_INT32 ? (cout + 31) / 32 : cout);
   uint32_t *input = malloc(in_words * 4), *weights = calloc((size_t)cout4 * (size_t)depth, 4);
-  float *multiplier = malloc((size_t)cout * 4), *bias = malloc((size_t)cout * 4);
-  int32_t *thresholds = malloc((size_t)cout * 4), *correction = malloc((size_t)(a.filter_h * a.filter_w) * (size_t)cout * 4);
+  float *multiplier = calloc((size_t)cout4, 4), *bias = calloc((size_t)cout4, 4);
+  int32_t *thresholds = calloc((size_t)cout4, 4), *correction = malloc((size_t)(a.filter_h * a.filter_w) * (size_t)cout * 4);
   uint8_t *expected = malloc(out_values * 4), *actual = malloc(out_values * 4);
   const int tile = 4 * uniform(1, 20);
   a.scratch_bytes = be_bconv_scratch_bytes(&a, tile);
@@ -72,8 +73,7 @@ static int run_case(int index) {
   for (size_t i = 0; i < in_words; ++i) input[i] = next() & ((i + 1) % (size_t)a.in_words ? ~0u : last_mask);
   for (int c = 0; c < cout; ++c) {
     for (int d = 0; d < depth; ++d) {
-      weights[((size_t)(c / 4) * (size_t)depth + (size_t)d) * 4 + (size_t)(c % 4)] =
-          next() & ((d + 1) % a.in_words ? ~0u : last_mask);
+      weights[be_bgemm_weight_index(cout, depth, c, d)] = next() & ((d + 1) % a.in_words ? ~0u : last_mask);
     }
     multiplier[c] = random_float(), bias[c] = random_float() * 8.0f;
     thresholds[c] = uniform(0, k);

@@ -1,8 +1,9 @@
 /*
- * armv7 NEON binary GEMM (16 quad registers): 8 pixels x 4 channels per block. Per depth word: two
- * loads bring word d of 8 pixels, four VLD1.32 {dN[], dN+1[]} broadcast word d of 4 channels, then
- * 8 x (VEOR, VCNT, VPADAL) into 16-bit accumulators; VPADDL folds them per pixel. The rest of a
- * tile runs 4 pixels at a time. The output transform runs in the bconv driver.
+ * armv7 NEON binary GEMM (16 quad registers), 4 pixels x 8 channels per block. Per depth word: four
+ * VLD1.32 {dN[], dN+1[]} broadcast word d of the 4 pixels, one VLD1 brings word d of 8 channels;
+ * then 8 x (VEOR, VCNT, VPADAL) into 16-bit accumulators; VPADDL folds them into 4 channel sums
+ * of one pixel. A 16-channel weight block runs as two halves; channels past the last 16-block run
+ * 4 at a time.
  */
 #include "bgemm.h"
 
@@ -12,64 +13,87 @@
 
 const char be_bgemm_name[] = "neon-armv7";
 
-#define STEP(acc, x, w) acc = vpadalq_u8(acc, vcntq_u8(vreinterpretq_u8_u32(veorq_u32((x), (w)))))
+#define CNT(x, w) vcntq_u8(vreinterpretq_u8_u32(veorq_u32((x), (w))))
+#define FIRST(acc, x, w) acc = vpaddlq_u8(CNT(x, w))
+#define STEP(acc, x, w) acc = vpadalq_u8(acc, CNT(x, w))
 
-/* Store 4 channel vectors (over pixels p..p+3) as rows of acc. */
-static inline void emit(const be_bgemm_args *a, uint32x4_t c0v, uint32x4_t c1v, uint32x4_t c2v, uint32x4_t c3v,
-                        int p, int c0) {
-  const uint32x4x2_t t01 = vtrnq_u32(c0v, c1v), t23 = vtrnq_u32(c2v, c3v);
-  uint32x4_t rows[4];
-  rows[0] = vcombine_u32(vget_low_u32(t01.val[0]), vget_low_u32(t23.val[0]));
-  rows[1] = vcombine_u32(vget_low_u32(t01.val[1]), vget_low_u32(t23.val[1]));
-  rows[2] = vcombine_u32(vget_high_u32(t01.val[0]), vget_high_u32(t23.val[0]));
-  rows[3] = vcombine_u32(vget_high_u32(t01.val[1]), vget_high_u32(t23.val[1]));
-  const int pixels = a->pixels - p < 4 ? a->pixels - p : 4;
-  for (int j = 0; j < pixels; ++j) {
-    vst1q_s32(a->acc + (size_t)(p + j) * (size_t)a->acc_stride + (size_t)c0, vreinterpretq_s32_u32(rows[j]));
+/* Channels c..c+3 of pixel p: the float transform (or the raw sums), only the channels that exist. */
+static void emit(const be_bgemm_args *a, uint16x8_t acc, int p, int c) {
+  const uint32x4_t sums = vpaddlq_u16(acc);
+  if (p >= a->pixels) return;
+  if (a->out == NULL) {
+    vst1q_s32(a->acc + (size_t)p * (size_t)a->acc_stride + (size_t)c, vreinterpretq_s32_u32(sums));
+    return;
+  }
+  float32x4_t f;
+  float32x4_t scale = vld1q_f32(a->multiplier + c);
+  if (a->clamp) {
+    const int32x4_t x = vshlq_n_s32(vreinterpretq_s32_u32(sums), 1);
+    f = vcvtq_f32_s32(vminq_s32(vmaxq_s32(x, vdupq_n_s32(a->clamp_min)), vdupq_n_s32(a->clamp_max)));
+  } else {
+    f = vcvtq_f32_u32(sums);
+    scale = vaddq_f32(scale, scale); /* float(2 acc) * m == float(acc) * (2 m) exactly */
+  }
+  const float32x4_t y = vaddq_f32(vmulq_f32(f, scale), vld1q_f32(a->bias + c));
+  float *dst = a->out + (size_t)p * (size_t)a->channels + (size_t)c;
+  const int n = a->channels - c;
+  if (n >= 4) {
+    vst1q_f32(dst, y);
+  } else {
+    vst1q_lane_f32(dst, y, 0);
+    if (n > 1) vst1q_lane_f32(dst + 1, y, 1);
+    if (n > 2) vst1q_lane_f32(dst + 2, y, 2);
   }
 }
 
-static void block8(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, int p, int c0) {
-  uint16x8_t a00 = vdupq_n_u16(0), a01 = a00, a02 = a00, a03 = a00, a10 = a00, a11 = a00, a12 = a00, a13 = a00;
-  for (int d = 0; d < a->depth; ++d) {
-    const uint32x4_t x0 = vld1q_u32(x), x1 = vld1q_u32(x + 4);
-    const uint32x4_t w0 = vld1q_dup_u32(w), w1 = vld1q_dup_u32(w + 1), w2 = vld1q_dup_u32(w + 2),
-                     w3 = vld1q_dup_u32(w + 3);
-    x += 8;
-    w += 4;
-    STEP(a00, x0, w0);
-    STEP(a01, x0, w1);
-    STEP(a02, x0, w2);
-    STEP(a03, x0, w3);
-    STEP(a10, x1, w0);
-    STEP(a11, x1, w1);
-    STEP(a12, x1, w2);
-    STEP(a13, x1, w3);
-  }
-  emit(a, vpaddlq_u16(a00), vpaddlq_u16(a01), vpaddlq_u16(a02), vpaddlq_u16(a03), p, c0);
-  emit(a, vpaddlq_u16(a10), vpaddlq_u16(a11), vpaddlq_u16(a12), vpaddlq_u16(a13), p + 4, c0);
-}
-
-static void block4(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, int p, int c0) {
-  uint16x8_t a0 = vdupq_n_u16(0), a1 = a0, a2 = a0, a3 = a0;
-  for (int d = 0; d < a->depth; ++d) {
-    const uint32x4_t xv = vld1q_u32(x);
+/* Pixels p..p+3 x channels c..c+7; `step` words from word d to d + 1 of the weights. */
+static void block_4x8(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, size_t step, int p, int c) {
+  uint32x4_t x0 = vld1q_dup_u32(x), x1 = vld1q_dup_u32(x + 1), x2 = vld1q_dup_u32(x + 2), x3 = vld1q_dup_u32(x + 3);
+  uint32x4_t w0 = vld1q_u32(w), w1 = vld1q_u32(w + 4);
+  uint16x8_t a00, a01, a10, a11, a20, a21, a30, a31;
+  FIRST(a00, x0, w0), FIRST(a01, x0, w1), FIRST(a10, x1, w0), FIRST(a11, x1, w1);
+  FIRST(a20, x2, w0), FIRST(a21, x2, w1), FIRST(a30, x3, w0), FIRST(a31, x3, w1);
+  for (int d = 1; d < a->depth; ++d) {
     x += 4;
-    STEP(a0, xv, vld1q_dup_u32(w));
-    STEP(a1, xv, vld1q_dup_u32(w + 1));
-    STEP(a2, xv, vld1q_dup_u32(w + 2));
-    STEP(a3, xv, vld1q_dup_u32(w + 3));
-    w += 4;
+    w += step;
+    x0 = vld1q_dup_u32(x), x1 = vld1q_dup_u32(x + 1), x2 = vld1q_dup_u32(x + 2), x3 = vld1q_dup_u32(x + 3);
+    w0 = vld1q_u32(w), w1 = vld1q_u32(w + 4);
+    STEP(a00, x0, w0), STEP(a01, x0, w1), STEP(a10, x1, w0), STEP(a11, x1, w1);
+    STEP(a20, x2, w0), STEP(a21, x2, w1), STEP(a30, x3, w0), STEP(a31, x3, w1);
   }
-  emit(a, vpaddlq_u16(a0), vpaddlq_u16(a1), vpaddlq_u16(a2), vpaddlq_u16(a3), p, c0);
+  emit(a, a00, p, c), emit(a, a01, p, c + 4), emit(a, a10, p + 1, c), emit(a, a11, p + 1, c + 4);
+  emit(a, a20, p + 2, c), emit(a, a21, p + 2, c + 4), emit(a, a30, p + 3, c), emit(a, a31, p + 3, c + 4);
+}
+
+/* Pixels p..p+3 x channels c..c+3 (weights: a 4-block's [D][4]). */
+static void block_4x4(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, int p, int c) {
+  uint16x8_t a0, a1, a2, a3;
+  uint32x4_t wv = vld1q_u32(w);
+  FIRST(a0, vld1q_dup_u32(x), wv), FIRST(a1, vld1q_dup_u32(x + 1), wv);
+  FIRST(a2, vld1q_dup_u32(x + 2), wv), FIRST(a3, vld1q_dup_u32(x + 3), wv);
+  for (int d = 1; d < a->depth; ++d) {
+    x += 4;
+    w += 4;
+    wv = vld1q_u32(w);
+    STEP(a0, vld1q_dup_u32(x), wv), STEP(a1, vld1q_dup_u32(x + 1), wv);
+    STEP(a2, vld1q_dup_u32(x + 2), wv), STEP(a3, vld1q_dup_u32(x + 3), wv);
+  }
+  emit(a, a0, p, c), emit(a, a1, p + 1, c), emit(a, a2, p + 2, c), emit(a, a3, p + 3, c);
 }
 
 void be_bgemm(const be_bgemm_args *a) {
-  const int depth = a->depth, full = a->pixels / 8 * 8;
-  for (int c0 = 0; c0 < a->channels; c0 += 4) {
-    const uint32_t *w = a->weights + (size_t)c0 * (size_t)depth;
-    for (int p = 0; p < full; p += 8) block8(a, a->cols + (size_t)p * (size_t)depth, w, p, c0);
-    for (int p = full; p < a->pixels; p += 4) block4(a, a->cols + (size_t)p * (size_t)depth, w, p, c0);
+  const int depth = a->depth, padded = (a->channels + 3) / 4 * 4;
+  const int wide = padded / BE_BGEMM_CHANNEL_BLOCK * BE_BGEMM_CHANNEL_BLOCK;
+  for (int c = 0; c < padded; c += c < wide ? 8 : 4) {
+    const uint32_t *w = a->weights + be_bgemm_weight_index(a->channels, depth, c, 0);
+    for (int p = 0; p < a->pixels; p += 4) {
+      const uint32_t *x = a->cols + (size_t)p * (size_t)depth;
+      if (c < wide) {
+        block_4x8(a, x, w, BE_BGEMM_CHANNEL_BLOCK, p, c);
+      } else {
+        block_4x4(a, x, w, p, c);
+      }
+    }
   }
 }
 
