@@ -302,10 +302,10 @@ class _Compiler:
         return self._serialize()
 
     def _fuse(self) -> None:
-        """Exact rewrites that save a pass over memory: ADD or CONV_2D followed by the PRELU that is its
-        only reader become one op applying the PReLU in registers; a float PAD read only by an
-        LceQuantize becomes LceQuantize then a PAD of the packed words (+1, bit 0, where the pad
-        value is >= 0)."""
+        """Exact rewrites for speed: ADD or CONV_2D followed by the PRELU that is its only reader become
+        one op applying the PReLU in registers; a float PAD read only by an LceQuantize becomes
+        LceQuantize then a PAD of the packed words (+1, bit 0, where the pad value is >= 0); a binary
+        convolution's same-one padding becomes a PAD of its packed input."""
         readers: dict[int, list[int]] = {}
         for i, op in enumerate(self.ops):
             for t in op.inputs:
@@ -322,6 +322,12 @@ class _Compiler:
                 fused = self._fuse_prelu(op, self.ops[j])
             elif j is not None and op.kind == "PAD" and self.ops[j].kind == "LceQuantize" and self.dtype(out) == F32:
                 fused = self._quantize_before_pad(op, self.ops[j])
+            if fused is None and op.kind == "LceBconv2d":
+                padded = self._pad_before_bconv(op)
+                if padded is not None:
+                    ops += padded
+                    sources += [self.sources[i]] * 2
+                    continue
             if fused is None:
                 ops.append(op)
                 sources.append(self.sources[i])
@@ -346,6 +352,32 @@ class _Compiler:
         if any(self.shape(t) != dims for t in op.inputs):
             return None
         return [_Op("ADD+PRELU", op.inputs + [alpha], [out])]
+
+    def _pad_before_bconv(self, op: _Op) -> list[_Op] | None:
+        """Same-one padding as an explicit PAD of the packed input (zero words are +1), so that the
+        convolution itself reads only inside its input (no bounds checks in its im2col)."""
+        p = op.params
+        if p["zero_padding"] or (p["pad_top"] == 0 and p["pad_left"] == 0 and not self._needs_tail_padding(op)):
+            return None
+        x, y = op.inputs[0], op.outputs[0]
+        _, h, w, words = self.shape(x)
+        _, oh, ow, _ = self.shape(y)
+        total_h = max((oh - 1) * p["stride_h"] + (p["filter_h"] - 1) * p["dilation_h"] + 1 - h, 0)
+        total_w = max((ow - 1) * p["stride_w"] + (p["filter_w"] - 1) * p["dilation_w"] + 1 - w, 0)
+        self.tensors.append(_Tensor(I32, [1, h + total_h, w + total_w, words]))
+        padded = len(self.tensors) - 1
+        pads = {"before0": 0, "before1": p["pad_top"], "before2": p["pad_left"], "before3": 0, "after0": 0,
+                "after1": total_h - p["pad_top"], "after2": total_w - p["pad_left"], "after3": 0, "value_bits": 0}
+        conv = _Op(op.kind, [padded] + op.inputs[1:], [y], {**p, "pad_top": 0, "pad_left": 0}, op.scratch)
+        return [_Op("PAD", [x], [padded], pads), conv]
+
+    def _needs_tail_padding(self, op: _Op) -> bool:
+        """Whether the last output reads past the input's bottom or right edge (SAME padding after)."""
+        p = op.params
+        _, h, w, _ = self.shape(op.inputs[0])
+        _, oh, ow, _ = self.shape(op.outputs[0])
+        return ((oh - 1) * p["stride_h"] + (p["filter_h"] - 1) * p["dilation_h"] >= h or
+                (ow - 1) * p["stride_w"] + (p["filter_w"] - 1) * p["dilation_w"] >= w)
 
     def _quantize_before_pad(self, pad: _Op, quantize: _Op) -> list[_Op] | None:
         p = pad.params

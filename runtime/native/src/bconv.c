@@ -131,170 +131,97 @@ static inline void pack_tap(const be_bconv_args *a, uint32_t *dst, int lane, int
 }
 
 #if defined(__ARM_NEON)
-/* Four pixels of one output row, one tap, all inside: pixel j's word w sits at j * stride * words + w,
- * so a de-interleaving load (LD1..LD4) of stride * words <= 4 words per pixel yields the group's
- * vectors directly. Returns 0 when the geometry does not allow it. */
-static inline int pack_tap_group(const be_bconv_args *a, uint32_t *dst, const uint32_t *src) {
-  const int words = a->in_words, n = a->stride_w * words;
-  switch (n) {
-    case 1:
-      vst1q_u32(dst, vld1q_u32(src));
-      return 1;
-    case 2: {
-      const uint32x4x2_t v = vld2q_u32(src);
-      vst1q_u32(dst, v.val[0]);
-      if (words > 1) vst1q_u32(dst + 4, v.val[1]);
-      return 1;
-    }
-    case 3: {
-      const uint32x4x3_t v = vld3q_u32(src);
-      vst1q_u32(dst, v.val[0]);
-      if (words > 1) vst1q_u32(dst + 4, v.val[1]);
-      if (words > 2) vst1q_u32(dst + 8, v.val[2]);
-      return 1;
-    }
-    case 4: {
-      const uint32x4x4_t v = vld4q_u32(src);
-      vst1q_u32(dst, v.val[0]);
-      if (words > 1) vst1q_u32(dst + 4, v.val[1]);
-      if (words > 2) vst1q_u32(dst + 8, v.val[2]);
-      if (words > 3) vst1q_u32(dst + 12, v.val[3]);
-      return 1;
-    }
-    default:
-      return 0;
+/* One tap of 4 pixels, whose runs of `words` (a multiple of 4) words start at src[j]: transposed so
+ * word w of the 4 pixels lands side by side. */
+static inline void pack_tap_lanes(uint32_t *dst, const uint32_t *const src[4], int words) {
+  for (int w = 0; w < words; w += 4) {
+    const uint32x4_t v0 = vld1q_u32(src[0] + w), v1 = vld1q_u32(src[1] + w), v2 = vld1q_u32(src[2] + w),
+                     v3 = vld1q_u32(src[3] + w);
+    const uint32x4x2_t t01 = vtrnq_u32(v0, v1), t23 = vtrnq_u32(v2, v3);
+    uint32_t *d = dst + 4 * w;
+    vst1q_u32(d, vcombine_u32(vget_low_u32(t01.val[0]), vget_low_u32(t23.val[0])));
+    vst1q_u32(d + 4, vcombine_u32(vget_low_u32(t01.val[1]), vget_low_u32(t23.val[1])));
+    vst1q_u32(d + 8, vcombine_u32(vget_high_u32(t01.val[0]), vget_high_u32(t23.val[0])));
+    vst1q_u32(d + 12, vcombine_u32(vget_high_u32(t01.val[1]), vget_high_u32(t23.val[1])));
   }
 }
 #endif
 
-#if defined(__ARM_NEON)
-enum { ZERO_WORDS = 64 };
-static const uint32_t zero_words[ZERO_WORDS]; /* an outside tap reads these (+1) */
-
-/* One tap of 4 pixels from 4 word runs (each `words` long, read from src[j]): transposed so word w
- * of the 4 pixels lands side by side. Returns 0 for the run lengths it does not handle. */
-static inline int pack_tap_lanes(uint32_t *dst, const uint32_t *const src[4], int words) {
-  if (words % 4 == 0) {
-    for (int w = 0; w < words; w += 4) {
-      const uint32x4_t v0 = vld1q_u32(src[0] + w), v1 = vld1q_u32(src[1] + w), v2 = vld1q_u32(src[2] + w),
-                       v3 = vld1q_u32(src[3] + w);
-      const uint32x4x2_t t01 = vtrnq_u32(v0, v1), t23 = vtrnq_u32(v2, v3);
-      uint32_t *d = dst + 4 * w;
-      vst1q_u32(d, vcombine_u32(vget_low_u32(t01.val[0]), vget_low_u32(t23.val[0])));
-      vst1q_u32(d + 4, vcombine_u32(vget_low_u32(t01.val[1]), vget_low_u32(t23.val[1])));
-      vst1q_u32(d + 8, vcombine_u32(vget_high_u32(t01.val[0]), vget_high_u32(t23.val[0])));
-      vst1q_u32(d + 12, vcombine_u32(vget_high_u32(t01.val[1]), vget_high_u32(t23.val[1])));
-    }
-    return 1;
-  }
-  if (words == 2) {
-    const uint32x2x2_t t01 = vtrn_u32(vld1_u32(src[0]), vld1_u32(src[1])), t23 = vtrn_u32(vld1_u32(src[2]), vld1_u32(src[3]));
-    vst1q_u32(dst, vcombine_u32(t01.val[0], t23.val[0]));
-    vst1q_u32(dst + 4, vcombine_u32(t01.val[1], t23.val[1]));
-    return 1;
-  }
-  if (words == 1) {
-    uint32x4_t v = vld1q_dup_u32(src[0]);
-    v = vld1q_lane_u32(src[1], v, 1), v = vld1q_lane_u32(src[2], v, 2), v = vld1q_lane_u32(src[3], v, 3);
-    vst1q_u32(dst, v);
-    return 1;
-  }
-  return 0;
-}
-#endif
-
-/* How pack_tile fills one group of 4 pixels at each tap. */
-enum { CHECKED, INTERIOR, INTERIOR_ROW };
-
-/* Write pixels [p0, p0 + n) of the output as im2col rows in groups of 4 (kernels/bgemm.h). Taps are
- * the outer loop, so each group's addressing is worked out once: groups whose every tap is inside
- * the input copy without bounds checks, those within one row with one de-interleaving load. */
-static void pack_tile(const be_bconv_args *args, uint32_t *cols, int p0, int n) {
-  const be_bconv_args local = *args, *a = &local; /* a copy: stores to cols cannot alias its fields */
-  const int depth = be_bconv_depth(a), words = a->in_words, groups = (n + 3) / 4;
-  const int eff_h = (a->filter_h - 1) * a->dilation_h, eff_w = (a->filter_w - 1) * a->dilation_w;
+/* Write pixels [p0, p0 + n) of the output as im2col rows in groups of 4 (kernels/bgemm.h). Each
+ * pixel's first tap address is worked out once; when every tap of every full group lies inside the
+ * input (always after convert/blob.py turns same-one padding into a PAD of the packed input), the
+ * taps copy without bounds checks, else (same-zero padding, and the last partial group) with them. */
+static void pack_tile(const be_bconv_args *a, uint32_t *cols, int p0, int n) {
+  const int depth = be_bconv_depth(a), words = a->in_words, full = n / 4 * 4;
+  const int sh = a->stride_h, sw = a->stride_w, pt = a->pad_top, pl = a->pad_left, out_w = a->out_w;
+  const int last_y = a->in_h - 1 - (a->filter_h - 1) * a->dilation_h, last_x = a->in_w - 1 - (a->filter_w - 1) * a->dilation_w;
   const size_t row = (size_t)a->in_w * (size_t)words;
+  int oy = p0 / out_w, ox = p0 % out_w; /* of pixel p0 + q, stepped along */
+  int checked_from = 0;                 /* groups from here on copy with bounds checks */
 #if defined(__ARM_NEON)
-  /* 1x1, stride 1, no padding: pixel p reads input pixel p; a group is 4 contiguous pixels */
-  if (a->filter_h == 1 && a->filter_w == 1 && a->stride_h == 1 && a->stride_w == 1 && a->pad_top == 0 &&
-      a->pad_left == 0 && a->out_w == a->in_w && words <= 4) {
-    const int full = n / 4 * 4;
-    for (int q = 0; q < full; q += 4) pack_tap_group(a, cols + (size_t)q * (size_t)words, a->input + (size_t)(p0 + q) * (size_t)words);
-    if (full < n) {
-      const uint32_t *src[4];
-      for (int j = 0; j < 4; ++j) src[j] = full + j < n ? a->input + (size_t)(p0 + full + j) * (size_t)words : zero_words;
-      if (!pack_tap_lanes(cols + (size_t)full * (size_t)words, src, words)) {
-        for (int j = 0; j < 4; ++j) {
-          for (int w = 0; w < words; ++w) cols[(size_t)full * (size_t)words + 4u * (size_t)w + (size_t)j] = src[j][w];
+  /* the output pixels whose taps all lie inside: rows oy_lo..oy_hi, columns ox_lo..ox_hi */
+  const int oy_lo = (pt + sh - 1) / sh, oy_hi = last_y < -pt ? -1 : (last_y + pt) / sh;
+  const int ox_lo = (pl + sw - 1) / sw, ox_hi = last_x < -pl ? -1 : (last_x + pl) / sw;
+  const uint32_t *base[MAX_TILE]; /* each pixel's first tap */
+  int interior = words == 1 || words == 2 || words % 4 == 0;
+  if (interior && oy_lo == 0 && ox_lo == 0 && oy_hi >= a->out_h - 1 && ox_hi >= out_w - 1) {
+    /* every output pixel reads inside (no padding): step a pointer along the rows */
+    const size_t step = (size_t)sw * (size_t)words, down = (size_t)sh * row;
+    const uint32_t *row_start = a->input + (size_t)oy * down, *ptr = row_start + (size_t)ox * step;
+    for (int q = 0; q < full; ++q) {
+      base[q] = ptr;
+      ptr += step;
+      if (++ox == out_w) ox = 0, row_start += down, ptr = row_start;
+    }
+  } else {
+    for (int q = 0; q < full && interior; ++q) {
+      interior = oy >= oy_lo && oy <= oy_hi && ox >= ox_lo && ox <= ox_hi;
+      if (interior) base[q] = a->input + (size_t)(oy * sh - pt) * row + (size_t)(ox * sw - pl) * (size_t)words;
+      if (++ox == out_w) ox = 0, ++oy;
+    }
+  }
+  if (interior) {
+    for (int fy = 0; fy < a->filter_h; ++fy) {
+      for (int fx = 0; fx < a->filter_w; ++fx) {
+        const size_t tap = (size_t)(fy * a->dilation_h) * row + (size_t)(fx * a->dilation_w) * (size_t)words;
+        uint32_t *dst = cols + (size_t)(fy * a->filter_w + fx) * (size_t)words * 4u;
+        for (int q = 0; q < full; q += 4, dst += 4u * (size_t)depth) {
+          const uint32_t *s0 = base[q] + tap, *s1 = base[q + 1] + tap, *s2 = base[q + 2] + tap, *s3 = base[q + 3] + tap;
+          if (words == 1) {
+            uint32x4_t v = vld1q_dup_u32(s0);
+            v = vld1q_lane_u32(s1, v, 1), v = vld1q_lane_u32(s2, v, 2), v = vld1q_lane_u32(s3, v, 3);
+            vst1q_u32(dst, v);
+          } else if (words == 2) {
+            const uint32x2x2_t t01 = vtrn_u32(vld1_u32(s0), vld1_u32(s1)), t23 = vtrn_u32(vld1_u32(s2), vld1_u32(s3));
+            vst1q_u32(dst, vcombine_u32(t01.val[0], t23.val[0]));
+            vst1q_u32(dst + 4, vcombine_u32(t01.val[1], t23.val[1]));
+          } else {
+            const uint32_t *src[4] = {s0, s1, s2, s3};
+            pack_tap_lanes(dst, src, words);
+          }
         }
       }
     }
-    return;
+    checked_from = full;
   }
+  oy = (p0 + checked_from) / out_w, ox = (p0 + checked_from) % out_w;
+#else
+  (void)full, (void)sh, (void)sw, (void)pt, (void)pl, (void)last_y, (void)last_x, (void)row;
 #endif
-  int iy0[MAX_TILE], ix0[MAX_TILE], kind[MAX_TILE / 4];
-  size_t base[MAX_TILE];
-  int oy = p0 / a->out_w, ox = p0 % a->out_w; /* of pixel p0 + 4 g + j, stepped along */
-  for (int g = 0; g < groups; ++g) {
-    const int lanes = min_int(4, n - 4 * g);
-    int interior = lanes == 4;
-    for (int j = 0; j < 4; ++j) {
-      const int q = 4 * g + j;
-      if (j < lanes) {
-        iy0[q] = oy * a->stride_h - a->pad_top, ix0[q] = ox * a->stride_w - a->pad_left;
-        if (++ox == a->out_w) ox = 0, ++oy;
-      } else {
-        iy0[q] = iy0[4 * g], ix0[q] = ix0[4 * g];
-      }
-      interior = interior && iy0[q] >= 0 && iy0[q] + eff_h < a->in_h && ix0[q] >= 0 && ix0[q] + eff_w < a->in_w;
-      base[q] = interior ? (size_t)iy0[q] * row + (size_t)ix0[q] * (size_t)words : 0;
+  for (int q = checked_from; q < n + (4 - n % 4) % 4; q += 4) {
+    int iy0[4] = {0, 0, 0, 0}, ix0[4] = {0, 0, 0, 0};
+    for (int j = 0; j < 4 && q + j < n; ++j) {
+      iy0[j] = oy * a->stride_h - a->pad_top, ix0[j] = ox * a->stride_w - a->pad_left;
+      if (++ox == out_w) ox = 0, ++oy;
     }
-    /* one row, and the load's span (pixels ix .. ix + 4 stride - 1 at the last tap) inside it */
-    const int one_row = interior && iy0[4 * g + 3] == iy0[4 * g] && ix0[4 * g] + eff_w + 4 * a->stride_w <= a->in_w;
-    kind[g] = !interior ? CHECKED : one_row && a->stride_w * words <= 4 ? INTERIOR_ROW : INTERIOR;
-  }
-  for (int fy = 0; fy < a->filter_h; ++fy) {
-    const int dy = fy * a->dilation_h;
-    for (int fx = 0; fx < a->filter_w; ++fx) {
-      const int dx = fx * a->dilation_w;
-      const size_t d = (size_t)(fy * a->filter_w + fx) * (size_t)words;
-      const size_t tap = (size_t)dy * row + (size_t)dx * (size_t)words;
-      for (int g = 0; g < groups; ++g) {
-        uint32_t *dst = cols + (size_t)g * 4u * (size_t)depth + 4u * d;
-        const int q = 4 * g;
-        if (kind[g] != CHECKED) {
-#if defined(__ARM_NEON)
-          if (kind[g] == INTERIOR_ROW) {
-            pack_tap_group(a, dst, a->input + base[q] + tap);
-            continue;
-          }
-          const uint32_t *src[4] = {a->input + base[q] + tap, a->input + base[q + 1] + tap, a->input + base[q + 2] + tap,
-                                    a->input + base[q + 3] + tap};
-          if (pack_tap_lanes(dst, src, words)) continue;
-#endif
-          for (int j = 0; j < 4; ++j) {
-            const uint32_t *src_j = a->input + base[q + j] + tap;
-            for (int w = 0; w < words; ++w) dst[4 * w + j] = src_j[w];
-          }
-          continue;
-        }
-#if defined(__ARM_NEON)
-        if (words <= ZERO_WORDS) {
-          const uint32_t *src[4];
-          for (int j = 0; j < 4; ++j) {
-            const int y = iy0[q + j] + dy, x = ix0[q + j] + dx;
-            src[j] = q + j < n && y >= 0 && y < a->in_h && x >= 0 && x < a->in_w
-                         ? a->input + (size_t)y * row + (size_t)x * (size_t)words
-                         : zero_words; /* outside (+1) or past the tile */
-          }
-          if (pack_tap_lanes(dst, src, words)) continue;
-        }
-#endif
+    uint32_t *dst = cols + (size_t)q * (size_t)depth;
+    for (int fy = 0; fy < a->filter_h; ++fy) {
+      for (int fx = 0; fx < a->filter_w; ++fx, dst += 4 * (size_t)words) {
         for (int j = 0; j < 4; ++j) {
           if (q + j >= n) {
             for (int w = 0; w < words; ++w) dst[4 * w + j] = 0; /* past the tile: zeros */
           } else {
-            pack_tap(a, dst, j, iy0[q + j] + dy, ix0[q + j] + dx);
+            pack_tap(a, dst, j, iy0[j] + fy * a->dilation_h, ix0[j] + fx * a->dilation_w);
           }
         }
       }

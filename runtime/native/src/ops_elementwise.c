@@ -40,14 +40,14 @@ static int make_broadcast(const be_view *a, const be_view *b, broadcast *g) {
   do {                                                                                                          \
     size_t k = 0;                                                                                               \
     for (; k + 16 <= (len); k += 16) {                                                                          \
-      const be_v4 x0 = sa ? adup : v4_load(ar + k), x1 = sa ? adup : v4_load(ar + k + 4);                       \
-      const be_v4 x2 = sa ? adup : v4_load(ar + k + 8), x3 = sa ? adup : v4_load(ar + k + 12);                  \
-      const be_v4 z0 = sb ? bdup : v4_load(br + k), z1 = sb ? bdup : v4_load(br + k + 4);                       \
-      const be_v4 z2 = sb ? bdup : v4_load(br + k + 8), z3 = sb ? bdup : v4_load(br + k + 12);                  \
-      { const be_v4 x = x0, z = z0; v4_store(yr + k, (VEXPR)); }                                                \
-      { const be_v4 x = x1, z = z1; v4_store(yr + k + 4, (VEXPR)); }                                            \
-      { const be_v4 x = x2, z = z2; v4_store(yr + k + 8, (VEXPR)); }                                            \
-      { const be_v4 x = x3, z = z3; v4_store(yr + k + 12, (VEXPR)); }                                           \
+      const be_v16 xs = sa ? (be_v16){{adup, adup, adup, adup}} : v16_load(ar + k);                             \
+      const be_v16 zs = sb ? (be_v16){{bdup, bdup, bdup, bdup}} : v16_load(br + k);                             \
+      be_v16 rs;                                                                                                \
+      for (int q = 0; q < 4; ++q) {                                                                             \
+        const be_v4 x = xs.v[q], z = zs.v[q];                                                                   \
+        rs.v[q] = (VEXPR);                                                                                      \
+      }                                                                                                         \
+      v16_store(yr + k, rs);                                                                                    \
     }                                                                                                           \
     for (; k + 4 <= (len); k += 4) {                                                                            \
       const be_v4 x = sa ? adup : v4_load(ar + k), z = sb ? bdup : v4_load(br + k);                             \
@@ -115,16 +115,18 @@ static size_t repeat_period(const be_view *whole, const be_view *part) {
 
 /* ADD+PRELU: y = prelu(a + b), a and b of the output's shape, the slope repeating every `period`. */
 static void add_prelu(const float *a, const float *b, const float *alpha, size_t period, float *y, size_t n) {
-  for (size_t i = 0; i < n; i += period, a += period, b += period, y += period) {
+  for (size_t i = 0; i < n; i += period) {
+    const float *s = alpha;
     size_t k = 0;
-    for (; k + 8 <= period; k += 8) {
-      const be_v4 s0 = v4_add(v4_load(a + k), v4_load(b + k)), s1 = v4_add(v4_load(a + k + 4), v4_load(b + k + 4));
-      v4_store(y + k, v4_prelu(s0, v4_load(alpha + k)));
-      v4_store(y + k + 4, v4_prelu(s1, v4_load(alpha + k + 4)));
+    for (; k + 16 <= period; k += 16, a += 16, b += 16, s += 16, y += 16) {
+      const be_v16 x = v16_load(a), z = v16_load(b), slope = v16_load(s);
+      be_v16 r;
+      for (int q = 0; q < 4; ++q) r.v[q] = v4_prelu(v4_add(x.v[q], z.v[q]), slope.v[q]);
+      v16_store(y, r);
     }
-    for (; k < period; ++k) {
-      const float x = a[k] + b[k];
-      y[k] = x >= 0.0f ? x : x * alpha[k];
+    for (; k < period; ++k, ++a, ++b, ++s, ++y) {
+      const float x = *a + *b;
+      *y = x >= 0.0f ? x : x * *s;
     }
   }
 }

@@ -35,27 +35,26 @@ static void pool_run(const be_op *op) {
       const float count = (float)(be_max(y1 - y0, 0) * be_max(x1 - x0, 0));
       const be_v4 divisor = v4_dup(count > 0.0f ? count : 1.0f);
       int c = 0;
-      for (; c + 16 <= channels; c += 16) { /* the window summed in 4 registers, 16 channels at a time */
-        const be_v4 start = v4_dup(average ? 0.0f : -FLT_MAX);
-        be_v4 a0 = start, a1 = start, a2 = start, a3 = start;
+      enum { WINDOW = 64 };
+      const float *cell[WINDOW]; /* the window's input pixels, listed once per output pixel */
+      int cells = 0;
+      if ((y1 - y0) * (x1 - x0) <= WINDOW) {
         for (int iy = y0; iy < y1; ++iy) {
-          const float *v = in + ((size_t)iy * (size_t)w + (size_t)x0) * (size_t)channels + (size_t)c;
-          for (int ix = x0; ix < x1; ++ix, v += channels) {
-            if (average) {
-              a0 = v4_add(a0, v4_load(v)), a1 = v4_add(a1, v4_load(v + 4));
-              a2 = v4_add(a2, v4_load(v + 8)), a3 = v4_add(a3, v4_load(v + 12));
-            } else {
-              a0 = v4_max(a0, v4_load(v)), a1 = v4_max(a1, v4_load(v + 4));
-              a2 = v4_max(a2, v4_load(v + 8)), a3 = v4_max(a3, v4_load(v + 12));
-            }
+          for (int ix = x0; ix < x1; ++ix) cell[cells++] = in + ((size_t)iy * (size_t)w + (size_t)ix) * (size_t)channels;
+        }
+        for (; c + 16 <= channels; c += 16) { /* 16 channels summed in 4 registers */
+          be_v16 acc = {{v4_dup(average ? 0.0f : -FLT_MAX), v4_dup(average ? 0.0f : -FLT_MAX),
+                         v4_dup(average ? 0.0f : -FLT_MAX), v4_dup(average ? 0.0f : -FLT_MAX)}};
+          for (int k = 0; k < cells; ++k) {
+            const be_v16 v = v16_load(cell[k] + c);
+            for (int q = 0; q < 4; ++q) acc.v[q] = average ? v4_add(acc.v[q], v.v[q]) : v4_max(acc.v[q], v.v[q]);
           }
+          for (int q = 0; q < 4; ++q) {
+            if (average) acc.v[q] = v4_div(acc.v[q], divisor);
+            if (clamp) acc.v[q] = v4_min(v4_max(acc.v[q], lo), hi);
+          }
+          v16_store(out + c, acc);
         }
-        if (average) a0 = v4_div(a0, divisor), a1 = v4_div(a1, divisor), a2 = v4_div(a2, divisor), a3 = v4_div(a3, divisor);
-        if (clamp) {
-          a0 = v4_min(v4_max(a0, lo), hi), a1 = v4_min(v4_max(a1, lo), hi);
-          a2 = v4_min(v4_max(a2, lo), hi), a3 = v4_min(v4_max(a3, lo), hi);
-        }
-        v4_store(out + c, a0), v4_store(out + c + 4, a1), v4_store(out + c + 8, a2), v4_store(out + c + 12, a3);
       }
       for (; c + 4 <= channels; c += 4) {
         be_v4 acc = v4_dup(average ? 0.0f : -FLT_MAX);

@@ -8,6 +8,7 @@
 /* n 4-byte elements, vectors where possible (bits preserved: loads and stores only). */
 static inline void copy_words(uint32_t *dst, const uint32_t *src, size_t n) {
   size_t k = 0;
+  for (; k + 16 <= n; k += 16) v16_store((float *)(dst + k), v16_load((const float *)(src + k)));
   for (; k + 4 <= n; k += 4) v4_store((float *)(dst + k), v4_load((const float *)(src + k)));
   for (; k < n; ++k) dst[k] = src[k];
 }

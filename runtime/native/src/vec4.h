@@ -47,6 +47,29 @@ static inline be_v4 v4_prelu(be_v4 x, be_v4 alpha) {
   return vbslq_f32(vcgeq_f32(x, vdupq_n_f32(0.0f)), x, vmulq_f32(x, alpha));
 }
 
+/* 16 floats in 4 vectors: one LD1/ST1 of four registers on aarch64 */
+typedef struct {
+  be_v4 v[4];
+} be_v16;
+static inline be_v16 v16_load(const float *p) {
+  be_v16 r;
+#if defined(__aarch64__)
+  const float32x4x4_t t = vld1q_f32_x4(p);
+  r.v[0] = t.val[0], r.v[1] = t.val[1], r.v[2] = t.val[2], r.v[3] = t.val[3];
+#else
+  r.v[0] = vld1q_f32(p), r.v[1] = vld1q_f32(p + 4), r.v[2] = vld1q_f32(p + 8), r.v[3] = vld1q_f32(p + 12);
+#endif
+  return r;
+}
+static inline void v16_store(float *p, be_v16 x) {
+#if defined(__aarch64__)
+  const float32x4x4_t t = {{x.v[0], x.v[1], x.v[2], x.v[3]}};
+  vst1q_f32_x4(p, t);
+#else
+  vst1q_f32(p, x.v[0]), vst1q_f32(p + 4, x.v[1]), vst1q_f32(p + 8, x.v[2]), vst1q_f32(p + 12, x.v[3]);
+#endif
+}
+
 #else
 
 typedef float be_v4 __attribute__((vector_size(16)));
@@ -82,6 +105,17 @@ static inline be_v4 v4_prelu(be_v4 x, be_v4 alpha) {
   return x;
 }
 #define v4_fma_lane(acc, w, x, lane) v4_fma((acc), (w), v4_dup((x)[(lane)]))
+typedef struct {
+  be_v4 v[4];
+} be_v16;
+static inline be_v16 v16_load(const float *p) {
+  be_v16 r;
+  for (int k = 0; k < 4; ++k) r.v[k] = v4_load(p + 4 * k);
+  return r;
+}
+static inline void v16_store(float *p, be_v16 x) {
+  for (int k = 0; k < 4; ++k) v4_store(p + 4 * k, x.v[k]);
+}
 
 #endif
 

@@ -2,7 +2,7 @@
  * aarch64 NEON binary GEMM, 4 pixels x 16 channels per block. Per depth word: LD4R broadcasts word
  * d of the 4 pixels into 4 vectors, one LD1 brings word d of the 16 channels (4 vectors); then
  * 16 x (EOR, CNT, UADALP) update 16 accumulators of 16-bit lanes (2 per channel). That is
- * 4 x 16 x 32 = 2048 binary MACs per 52 instructions (with the loop's SUBS and B.NE). UADDLP folds each accumulator into 4 channel
+ * 4 x 16 x 32 = 2048 binary MACs per 51 instructions (the loop, two words per pass, adds one). UADDLP folds each accumulator into 4 channel
  * sums of one pixel, which the float output transform turns into the NHWC row directly. Channels
  * past the last 16-block run 4 at a time.
  */
@@ -102,8 +102,12 @@ static void block_4x16(const be_bgemm_args *a, const uint32_t *x, const uint32_t
   uint16x8_t a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
   uint64_t rest = (uint64_t)(a->depth - 1);
   __asm__ volatile(WORD("uaddlp")
+                   "tbz %[n], #0, 3f\n" /* an odd count of remaining words: one now, then pairs */
+                   WORD("uadalp")
+                   "3:\n"
+                   "lsr %[n], %[n], #1\n"
                    "cbz %[n], 2f\n"
-                   "1:\n" WORD("uadalp")
+                   "1:\n" WORD("uadalp") WORD("uadalp")
                    "subs %[n], %[n], #1\n"
                    "b.ne 1b\n"
                    "2:\n"
@@ -138,6 +142,23 @@ static void block_4x16(const be_bgemm_args *a, const uint32_t *x, const uint32_t
   if (p + 3 >= a->pixels) return;
   emit(a, &t0, a30, p + 3, c), emit(a, &t1, a31, p + 3, c + 4), emit(a, &t2, a32, p + 3, c + 8);
   emit(a, &t3, a33, p + 3, c + 12);
+}
+
+/* The last group holding a single pixel: pixel p x channels c..c+15. */
+static void block_1x16(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, int p, int c) {
+  uint32x4_t xv = vld1q_dup_u32(x);
+  uint32x4x4_t wv = vld1q_u32_x4(w);
+  uint16x8_t a0, a1, a2, a3;
+  FIRST(a0, xv, wv.val[0]), FIRST(a1, xv, wv.val[1]), FIRST(a2, xv, wv.val[2]), FIRST(a3, xv, wv.val[3]);
+  for (int d = 1; d < a->depth; ++d) {
+    x += 4;
+    w += BE_BGEMM_CHANNEL_BLOCK;
+    xv = vld1q_dup_u32(x);
+    wv = vld1q_u32_x4(w);
+    STEP(a0, xv, wv.val[0]), STEP(a1, xv, wv.val[1]), STEP(a2, xv, wv.val[2]), STEP(a3, xv, wv.val[3]);
+  }
+  const quad_transform t0 = quad_at(a, c), t1 = quad_at(a, c + 4), t2 = quad_at(a, c + 8), t3 = quad_at(a, c + 12);
+  emit(a, &t0, a0, p, c), emit(a, &t1, a1, p, c + 4), emit(a, &t2, a2, p, c + 8), emit(a, &t3, a3, p, c + 12);
 }
 
 /* Pixels 4g..4g+3 x channels c..c+3 (weights: a 4-block's [D][4]). */
@@ -176,7 +197,9 @@ void be_bgemm(const be_bgemm_args *a) {
     }
     for (int p = 0; p < a->pixels; p += 4) {
       const uint32_t *x = a->cols + (size_t)p * (size_t)depth;
-      if (c < wide) {
+      if (c < wide && p + 1 == a->pixels) {
+        block_1x16(a, x, w, p, c);
+      } else if (c < wide) {
         block_4x16(a, x, w, p, c, simple && p < full ? &fast : NULL);
       } else {
         block_4x4(a, x, w, p, c);
