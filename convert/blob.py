@@ -58,7 +58,7 @@ KINDS: dict[str, int] = {
     "CONV_2D": 10, "DEPTHWISE_CONV_2D": 11, "FULLY_CONNECTED": 12, "CONV_2D+PRELU": 13,
     "ADD": 20, "SUB": 21, "MUL": 22, "DIV": 23, "MAXIMUM": 24, "MINIMUM": 25, "ADD+PRELU": 26,
     "PRELU": 30, "RELU": 31, "RELU6": 32, "RELU_N1_TO_1": 33, "LOGISTIC": 34, "HARD_SWISH": 35,
-    "PAD": 40, "RESHAPE": 41, "TRANSPOSE": 42, "CONCATENATION": 43,
+    "PAD": 40, "RESHAPE": 41, "TRANSPOSE": 42, "CONCATENATION": 43, "CONCATENATION+PRELU": 44,
     "MAX_POOL_2D": 50, "AVERAGE_POOL_2D": 51, "MEAN": 52, "REDUCE_MAX": 53, "SOFTMAX": 54,
     "QUANTIZE": 60,
 }
@@ -89,7 +89,7 @@ KIND_PARAMS: dict[str, str | None] = {
     "FULLY_CONNECTED": "activation",
     "ADD": "activation", "SUB": "activation", "MUL": "activation", "DIV": "activation", "MAXIMUM": "activation",
     "MINIMUM": "activation", "RELU": "activation", "RELU6": "activation", "RELU_N1_TO_1": "activation",
-    "PAD": "pad", "TRANSPOSE": "transpose", "CONCATENATION": "concat", "MEAN": "reduce", "REDUCE_MAX": "reduce",
+    "PAD": "pad", "TRANSPOSE": "transpose", "CONCATENATION": "concat", "CONCATENATION+PRELU": "concat", "MEAN": "reduce", "REDUCE_MAX": "reduce",
     "SOFTMAX": "softmax",
 }
 
@@ -302,8 +302,8 @@ class _Compiler:
         return self._serialize()
 
     def _fuse(self) -> None:
-        """Exact rewrites for speed: ADD or CONV_2D followed by the PRELU that is its only reader become
-        one op applying the PReLU in registers; a float PAD read only by an LceQuantize becomes
+        """Exact rewrites for speed: ADD, CONV_2D or a channel CONCATENATION followed by the PRELU that is
+        its only reader become one op applying the PReLU in registers; a float PAD read only by an LceQuantize becomes
         LceQuantize then a PAD of the packed words (+1, bit 0, where the pad value is >= 0); a binary
         convolution's same-one padding becomes a PAD of its packed input."""
         readers: dict[int, list[int]] = {}
@@ -338,17 +338,18 @@ class _Compiler:
         self.ops, self.sources = ops, sources
 
     def _fuse_prelu(self, op: _Op, prelu: _Op) -> list[_Op] | None:
-        if op.kind not in ("ADD", "CONV_2D") or (op.params["act_min"], op.params["act_max"]) != (-_INF, _INF):
+        if op.kind not in ("ADD", "CONV_2D", "CONCATENATION") or \
+                (op.params["act_min"], op.params["act_max"]) != (-_INF, _INF):
             return None
         alpha, out = prelu.inputs[1], prelu.outputs[0]
         dims, slope = self.shape(out), self.shape(alpha)
         slope = slope[next((k for k, d in enumerate(slope) if d != 1), len(slope)):]  # leading 1s dropped
         if self.tensors[alpha].const is None or (slope and dims[len(dims) - len(slope):] != slope):
             return None
-        if op.kind == "CONV_2D":
-            if math.prod(self.shape(alpha)) != dims[-1]:
+        if op.kind in ("CONV_2D", "CONCATENATION"):
+            if math.prod(self.shape(alpha)) != dims[-1] or (op.kind == "CONCATENATION" and op.params["axis"] != 3):
                 return None
-            return [_Op("CONV_2D+PRELU", op.inputs + [alpha], [out], dict(op.params))]
+            return [_Op(op.kind + "+PRELU", op.inputs + [alpha], [out], dict(op.params))]
         if any(self.shape(t) != dims for t in op.inputs):
             return None
         return [_Op("ADD+PRELU", op.inputs + [alpha], [out])]

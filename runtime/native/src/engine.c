@@ -61,15 +61,18 @@ static size_t dtype_size(uint32_t dtype) { return dtype == BE_INT8 ? 1u : 4u; }
 
 static be_view view_of(const be_engine *e, int32_t index) {
   be_view v;
-  memset(&v, 0, sizeof v);
-  if (index < 0) return v;
+  if (index < 0) {
+    memset(&v, 0, sizeof v);
+    return v;
+  }
   const be_blob_tensor *t = tensor_record(e, (uint32_t)index);
   const be_blob_header *h = header_of(e);
+  const int rank = (int)t->rank;
   v.dtype = (be_dtype)t->dtype;
-  v.rank = (int)t->rank;
-  for (int i = 0; i < 4; ++i) v.dims[i] = 1;
-  for (int i = 0; i < v.rank; ++i) v.dims[4 - v.rank + i] = t->dims[i];
-  v.count = t->bytes / dtype_size(t->dtype);
+  v.rank = rank;
+  /* right-aligned: dims beyond the rank are stored as 1, so rotating the record's dims suffices */
+  for (int i = 0; i < 4; ++i) v.dims[i] = t->dims[(i + rank) & 3];
+  v.count = (size_t)t->dims[0] * (size_t)t->dims[1] * (size_t)t->dims[2] * (size_t)t->dims[3];
   v.scale = t->scale;
   v.zero_point = t->zero_point;
   v.constant = t->storage == BE_STORAGE_CONSTANT;

@@ -4,6 +4,7 @@
 #include "bconv.h"
 #include "engine_internal.h"
 #include "kernels/bgemm.h"
+#include "vec4.h"
 
 #if defined(__ARM_NEON)
 #include <arm_neon.h>
@@ -27,8 +28,9 @@ static inline uint32_t pack32_neon(const float *x) {
   const uint8x16_t weights = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
   uint8x16_t bytes[2];
   for (int half = 0; half < 2; ++half, x += 16) {
-    const uint32x4_t m0 = vcltq_f32(vld1q_f32(x), zero), m1 = vcltq_f32(vld1q_f32(x + 4), zero);
-    const uint32x4_t m2 = vcltq_f32(vld1q_f32(x + 8), zero), m3 = vcltq_f32(vld1q_f32(x + 12), zero);
+    const be_v16 v = v16_load(x);
+    const uint32x4_t m0 = vcltq_f32(v.v[0], zero), m1 = vcltq_f32(v.v[1], zero);
+    const uint32x4_t m2 = vcltq_f32(v.v[2], zero), m3 = vcltq_f32(v.v[3], zero);
 #if defined(__aarch64__)
     const uint16x8_t h0 = vuzp1q_u16(vreinterpretq_u16_u32(m0), vreinterpretq_u16_u32(m1));
     const uint16x8_t h1 = vuzp1q_u16(vreinterpretq_u16_u32(m2), vreinterpretq_u16_u32(m3));

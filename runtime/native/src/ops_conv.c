@@ -68,6 +68,7 @@ static be_status depthwise_check(const be_op *op) { return conv_check_common(op,
 typedef struct {
   const float *in, *weights, *bias;
   const float *alpha; /* CONV_2D+PRELU: the PReLU slope per output channel */
+  int unit;           /* every slope in [0, 1] */
   float *out;
   conv_shape c;
   const be_params_conv *p;
@@ -76,7 +77,7 @@ typedef struct {
 
 /* The fused activation of output channels c..c+3: a clamp, or the PReLU of CONV_2D+PRELU. */
 static inline be_v4 finish(const conv_job *j, be_v4 v, int c) {
-  if (j->alpha != NULL) return v4_prelu(v, v4_load(j->alpha + c));
+  if (j->alpha != NULL) return j->unit ? v4_prelu_unit(v, v4_load(j->alpha + c)) : v4_prelu(v, v4_load(j->alpha + c));
   return j->clamp ? v4_min(v4_max(v, v4_dup(j->p->act_min)), v4_dup(j->p->act_max)) : v;
 }
 
@@ -175,18 +176,18 @@ static int conv_pair(const conv_job *j, int oy, int ox) {
  * (TFLite's im2col pads with zeros too). 16 channels per pass in 16 accumulators. */
 enum { PATCH_ROWS = 8, PATCH_COLS = 16 };
 
-static int conv_quad_gray(const conv_job *j, int oy, int ox) {
+static int conv_quad_gray(const conv_job *j, int oy, int ox, const int kh, const int kw) {
   const conv_shape *c = &j->c;
   const be_params_conv *p = j->p;
-  const int iy0 = oy * p->stride_h - p->pad_top, ix0 = ox - p->pad_left, cols = 3 + c->kw;
+  const int iy0 = oy * p->stride_h - p->pad_top, ix0 = ox - p->pad_left, cols = 3 + kw;
   const size_t cout = (size_t)c->cout;
   float patch[PATCH_ROWS * PATCH_COLS];
   const float *base;
   size_t stride;
-  if (iy0 >= 0 && iy0 + c->kh <= c->in_h && ix0 >= 0 && ix0 + cols <= c->in_w) {
+  if (iy0 >= 0 && iy0 + kh <= c->in_h && ix0 >= 0 && ix0 + cols <= c->in_w) {
     base = j->in + (size_t)iy0 * (size_t)c->in_w + (size_t)ix0, stride = (size_t)c->in_w;
   } else {
-    for (int fy = 0; fy < c->kh; ++fy) {
+    for (int fy = 0; fy < kh; ++fy) {
       const int iy = iy0 + fy;
       for (int k = 0; k < cols; ++k) {
         const int ix = ix0 + k;
@@ -203,10 +204,10 @@ static int conv_quad_gray(const conv_job *j, int oy, int ox) {
           a03 = v4_load(j->bias + c0 + 12);
     be_v4 a10 = a00, a11 = a01, a12 = a02, a13 = a03, a20 = a00, a21 = a01, a22 = a02, a23 = a03;
     be_v4 a30 = a00, a31 = a01, a32 = a02, a33 = a03;
-    for (int fy = 0; fy < c->kh; ++fy) {
-      for (int fx = 0; fx < c->kw; ++fx) {
+    for (int fy = 0; fy < kh; ++fy) {
+      for (int fx = 0; fx < kw; ++fx) {
         const be_v4 x = v4_load(base + (size_t)fy * stride + (size_t)fx);
-        const float *w = j->weights + (size_t)(fy * c->kw + fx) * cout + (size_t)c0;
+        const float *w = j->weights + (size_t)(fy * kw + fx) * cout + (size_t)c0;
         const be_v4 w0 = v4_load(w), w1 = v4_load(w + 4), w2 = v4_load(w + 8), w3 = v4_load(w + 12);
         a00 = v4_fma_lane(a00, w0, x, 0), a01 = v4_fma_lane(a01, w1, x, 0);
         a02 = v4_fma_lane(a02, w2, x, 0), a03 = v4_fma_lane(a03, w3, x, 0);
@@ -241,6 +242,7 @@ static void conv_run(const be_op *op) {
   j.weights = (const float *)be_input(op, 1).data;
   j.bias = (const float *)be_input(op, 2).data;
   j.alpha = op->record->kind == BE_KIND_CONV_2D_PRELU ? (const float *)be_input(op, 3).data : NULL;
+  j.unit = j.alpha != NULL && be_unit_slopes(j.alpha, (size_t)be_output(op).dims[3]);
   j.out = (float *)be_output(op).data;
   j.c = conv_shape_of(op, 0);
   j.p = p;
@@ -255,7 +257,7 @@ static void conv_run(const be_op *op) {
     int ox = 0;
     while (ox < j.c.out_w) {
       if (gray && ox + 4 <= j.c.out_w) {
-        if (conv_quad_gray(&j, oy, ox) < j.c.cout) {
+        if (conv_quad_gray(&j, oy, ox, j.c.kh, j.c.kw) < j.c.cout) {
           for (int q = 0; q < 4; ++q) conv_pixel(&j, oy, ox + q);
         }
         ox += 4;

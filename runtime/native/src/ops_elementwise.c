@@ -87,6 +87,7 @@ BINARY_FUNCTION(apply_div, v4_div(x, z), x / z)
 BINARY_FUNCTION(apply_maximum, v4_max(x, z), x < z ? z : x)
 BINARY_FUNCTION(apply_minimum, v4_min(x, z), z < x ? z : x)
 BINARY_FUNCTION(apply_prelu, v4_prelu(x, z), x >= 0.0f ? x : x * z)
+BINARY_FUNCTION(apply_prelu_unit, v4_prelu_unit(x, z), x >= 0.0f ? x : x * z)
 
 typedef void (*binary_function)(const float *, size_t, const float *, size_t, float *, size_t, float, float);
 
@@ -114,20 +115,27 @@ static size_t repeat_period(const be_view *whole, const be_view *part) {
 }
 
 /* ADD+PRELU: y = prelu(a + b), a and b of the output's shape, the slope repeating every `period`. */
+#define ADD_PRELU(PRELU)                                                                                 \
+  for (size_t i = 0; i < n; i += period) {                                                               \
+    const float *s = alpha;                                                                              \
+    size_t k = 0;                                                                                        \
+    for (; k + 16 <= period; k += 16, a += 16, b += 16, s += 16, y += 16) {                              \
+      const be_v16 x = v16_load(a), z = v16_load(b), slope = v16_load(s);                                \
+      be_v16 r;                                                                                          \
+      for (int q = 0; q < 4; ++q) r.v[q] = PRELU(v4_add(x.v[q], z.v[q]), slope.v[q]);                     \
+      v16_store(y, r);                                                                                   \
+    }                                                                                                    \
+    for (; k < period; ++k, ++a, ++b, ++s, ++y) {                                                        \
+      const float x = *a + *b;                                                                           \
+      *y = x >= 0.0f ? x : x * *s;                                                                       \
+    }                                                                                                    \
+  }
+
 static void add_prelu(const float *a, const float *b, const float *alpha, size_t period, float *y, size_t n) {
-  for (size_t i = 0; i < n; i += period) {
-    const float *s = alpha;
-    size_t k = 0;
-    for (; k + 16 <= period; k += 16, a += 16, b += 16, s += 16, y += 16) {
-      const be_v16 x = v16_load(a), z = v16_load(b), slope = v16_load(s);
-      be_v16 r;
-      for (int q = 0; q < 4; ++q) r.v[q] = v4_prelu(v4_add(x.v[q], z.v[q]), slope.v[q]);
-      v16_store(y, r);
-    }
-    for (; k < period; ++k, ++a, ++b, ++s, ++y) {
-      const float x = *a + *b;
-      *y = x >= 0.0f ? x : x * *s;
-    }
+  if (be_unit_slopes(alpha, period)) {
+    ADD_PRELU(v4_prelu_unit)
+  } else {
+    ADD_PRELU(v4_prelu)
   }
 }
 
@@ -171,7 +179,8 @@ static be_status binary_check(const be_op *op) {
 
 static void binary_run(const be_op *op) {
   const be_view a = be_input(op, 0), b = be_input(op, 1), y = be_output(op);
-  const binary_function apply = function_of(op->record->kind);
+  binary_function apply = function_of(op->record->kind);
+  if (op->record->kind == BE_KIND_PRELU && be_unit_slopes((const float *)b.data, b.count)) apply = apply_prelu_unit;
   float lo = -INFINITY, hi = INFINITY;
   if (op->record->kind != BE_KIND_PRELU) {
     const be_params_activation *p = (const be_params_activation *)op->params;

@@ -38,14 +38,22 @@ static void pool_run(const be_op *op) {
       enum { WINDOW = 64 };
       const float *cell[WINDOW]; /* the window's input pixels, listed once per output pixel */
       int cells = 0;
-      if ((y1 - y0) * (x1 - x0) <= WINDOW) {
+      if ((y1 - y0) * (x1 - x0) <= WINDOW && y1 > y0 && x1 > x0) {
         for (int iy = y0; iy < y1; ++iy) {
           for (int ix = x0; ix < x1; ++ix) cell[cells++] = in + ((size_t)iy * (size_t)w + (size_t)ix) * (size_t)channels;
         }
+        if (cells == 4 && average && !clamp) { /* a 2x2 window inside the input: the common downsampling */
+          const float *c0 = cell[0], *c1 = cell[1], *c2 = cell[2], *c3 = cell[3];
+          for (; c + 16 <= channels; c += 16) {
+            const be_v16 v0 = v16_load(c0 + c), v1 = v16_load(c1 + c), v2 = v16_load(c2 + c), v3 = v16_load(c3 + c);
+            be_v16 r;
+            for (int q = 0; q < 4; ++q) r.v[q] = v4_div(v4_add(v4_add(v4_add(v0.v[q], v1.v[q]), v2.v[q]), v3.v[q]), divisor);
+            v16_store(out + c, r);
+          }
+        }
         for (; c + 16 <= channels; c += 16) { /* 16 channels summed in 4 registers */
-          be_v16 acc = {{v4_dup(average ? 0.0f : -FLT_MAX), v4_dup(average ? 0.0f : -FLT_MAX),
-                         v4_dup(average ? 0.0f : -FLT_MAX), v4_dup(average ? 0.0f : -FLT_MAX)}};
-          for (int k = 0; k < cells; ++k) {
+          be_v16 acc = v16_load(cell[0] + c);
+          for (int k = 1; k < cells; ++k) {
             const be_v16 v = v16_load(cell[k] + c);
             for (int q = 0; q < 4; ++q) acc.v[q] = average ? v4_add(acc.v[q], v.v[q]) : v4_max(acc.v[q], v.v[q]);
           }
@@ -102,6 +110,28 @@ static void reduce_run(const be_op *op) {
   const be_params_reduce *p = (const be_params_reduce *)op->params;
   const be_view x = be_input(op, 0), y = be_output(op);
   const int mean = op->record->kind == BE_KIND_MEAN;
+  if (mean && p->axes_mask == 6 && x.dims[0] == 1 && x.dims[3] % 4 == 0) { /* global average over H, W */
+    const size_t pixels = (size_t)x.dims[1] * (size_t)x.dims[2], channels = (size_t)x.dims[3];
+    const float *in = (const float *)x.data;
+    float *out = (float *)y.data;
+    const be_v4 count = v4_dup((float)pixels);
+    size_t c = 0;
+    for (; c + 16 <= channels; c += 16) { /* sums in input order */
+      be_v16 acc = {{v4_dup(0.0f), v4_dup(0.0f), v4_dup(0.0f), v4_dup(0.0f)}};
+      for (size_t i = 0; i < pixels; ++i) {
+        const be_v16 v = v16_load(in + i * channels + c);
+        for (int q = 0; q < 4; ++q) acc.v[q] = v4_add(acc.v[q], v.v[q]);
+      }
+      for (int q = 0; q < 4; ++q) acc.v[q] = v4_div(acc.v[q], count);
+      v16_store(out + c, acc);
+    }
+    for (; c < channels; c += 4) {
+      be_v4 acc = v4_dup(0.0f);
+      for (size_t i = 0; i < pixels; ++i) acc = v4_add(acc, v4_load(in + i * channels + c));
+      v4_store(out + c, v4_div(acc, count));
+    }
+    return;
+  }
   size_t out_stride[4], stride = 1, reduced = 1;
   for (int d = 3; d >= 0; --d) {
     if ((p->axes_mask >> d) & 1) {

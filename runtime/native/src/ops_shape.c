@@ -137,12 +137,27 @@ static void transpose_run(const be_op *op) {
 
 /* ---- CONCATENATION along one axis of the 4-D forms ---- */
 
+/* CONCATENATION+PRELU: the last input is the PReLU slope per output channel (concatenation along the
+ * channels, no fused clamp). */
+static int concat_inputs(const be_op *op) {
+  return (int)op->record->n_inputs - (op->record->kind == BE_KIND_CONCATENATION_PRELU);
+}
+
 static be_status concat_check(const be_op *op) {
   const be_params_concat *p = (const be_params_concat *)op->params;
   be_view y = be_output(op);
+  if (op->record->kind == BE_KIND_CONCATENATION_PRELU) {
+    be_view alpha = be_input(op, concat_inputs(op));
+    be_status s;
+    if ((s = be_expect_dtype(op, &alpha, BE_FLOAT32, "the PReLU slope")) != BE_OK) return s;
+    if (p->axis != 3 || y.dtype != BE_FLOAT32 || alpha.count != (size_t)y.dims[3] ||
+        !(p->act_min == -INFINITY && p->act_max == INFINITY)) {
+      return be_op_fail(op, BE_ERR_FORMAT, "a fused PReLU needs float channels concatenated and one slope per channel");
+    }
+  }
   if (p->axis < 0 || p->axis > 3) return be_op_fail(op, BE_ERR_FORMAT, "axis %d is out of range", (int)p->axis);
   int64_t total = 0;
-  for (int i = 0; i < (int)op->record->n_inputs; ++i) {
+  for (int i = 0; i < concat_inputs(op); ++i) {
     be_view x = be_input(op, i);
     be_status s;
     if (x.data == NULL) return be_op_fail(op, BE_ERR_FORMAT, "input %d is missing", i);
@@ -161,10 +176,24 @@ static be_status concat_check(const be_op *op) {
   return BE_OK;
 }
 
+/* n floats through the PReLU of the slopes `alpha` (one per element). */
+static void copy_prelu(float *dst, const float *src, const float *alpha, size_t n, int unit) {
+  size_t k = 0;
+  for (; k + 16 <= n; k += 16) {
+    const be_v16 x = v16_load(src + k), s = v16_load(alpha + k);
+    be_v16 r;
+    for (int q = 0; q < 4; ++q) r.v[q] = unit ? v4_prelu_unit(x.v[q], s.v[q]) : v4_prelu(x.v[q], s.v[q]);
+    v16_store(dst + k, r);
+  }
+  for (; k < n; ++k) dst[k] = src[k] >= 0.0f ? src[k] : src[k] * alpha[k];
+}
+
 static void concat_run(const be_op *op) {
   const be_params_concat *p = (const be_params_concat *)op->params;
   const be_view y = be_output(op);
-  const int inputs = (int)op->record->n_inputs;
+  const int inputs = concat_inputs(op);
+  const float *alpha = op->record->kind == BE_KIND_CONCATENATION_PRELU ? (const float *)be_input(op, inputs).data : NULL;
+  const int unit = alpha != NULL && be_unit_slopes(alpha, (size_t)y.dims[3]);
   size_t outer = 1, inner = 1;
   for (int d = 0; d < p->axis; ++d) outer *= (size_t)y.dims[d];
   for (int d = p->axis + 1; d < 4; ++d) inner *= (size_t)y.dims[d];
@@ -177,16 +206,23 @@ static void concat_run(const be_op *op) {
   }
   uint32_t *out = (uint32_t *)y.data;
   for (size_t o = 0; o < outer; ++o) {
+    size_t channel = 0; /* with a fused PReLU: the output channel the chunk starts at */
     for (int i = 0; i < inputs; ++i) {
+      const uint32_t *src;
+      size_t n;
       if (i < HOISTED) {
-        copy_words(out, data[i] + o * chunk[i], chunk[i]);
-        out += chunk[i];
+        n = chunk[i], src = data[i] + o * n;
       } else {
         const be_view x = be_input(op, i);
-        const size_t n = (size_t)x.dims[p->axis] * inner;
-        copy_words(out, (const uint32_t *)x.data + o * n, n);
-        out += n;
+        n = (size_t)x.dims[p->axis] * inner, src = (const uint32_t *)x.data + o * n;
       }
+      if (alpha != NULL) {
+        copy_prelu((float *)out, (const float *)src, alpha + channel, n, unit);
+        channel += n;
+      } else {
+        copy_words(out, src, n);
+      }
+      out += n;
     }
   }
   if (y.dtype == BE_FLOAT32 && !(p->act_min == -INFINITY && p->act_max == INFINITY)) {
@@ -200,5 +236,6 @@ const be_op_impl be_shape_ops[] = {
     {"RESHAPE", BE_KIND_RESHAPE, 0, 1, 1, reshape_check, reshape_run, NULL},
     {"TRANSPOSE", BE_KIND_TRANSPOSE, sizeof(be_params_transpose), 1, 1, transpose_check, transpose_run, NULL},
     {"CONCATENATION", BE_KIND_CONCATENATION, sizeof(be_params_concat), 1, -1, concat_check, concat_run, NULL},
+    {"CONCATENATION+PRELU", BE_KIND_CONCATENATION_PRELU, sizeof(be_params_concat), 2, -1, concat_check, concat_run, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL, NULL},
 };

@@ -42,7 +42,8 @@ static inline be_v4 v4_fma(be_v4 acc, be_v4 a, be_v4 b) { return vmlaq_f32(acc, 
 #define v4_fma_lane(acc, w, x, lane) \
   vmlaq_lane_f32((acc), (w), (lane) < 2 ? vget_low_f32(x) : vget_high_f32(x), (lane) & 1)
 #endif
-/* x >= 0 ? x : x * alpha */
+/* x >= 0 ? x : x * alpha; for 0 <= alpha <= 1 that is max(x, x * alpha) exactly (see be_unit_slopes) */
+static inline be_v4 v4_prelu_unit(be_v4 x, be_v4 alpha) { return vmaxq_f32(x, vmulq_f32(x, alpha)); }
 static inline be_v4 v4_prelu(be_v4 x, be_v4 alpha) {
   return vbslq_f32(vcgeq_f32(x, vdupq_n_f32(0.0f)), x, vmulq_f32(x, alpha));
 }
@@ -104,6 +105,7 @@ static inline be_v4 v4_prelu(be_v4 x, be_v4 alpha) {
   for (int i = 0; i < 4; ++i) x[i] = x[i] >= 0.0f ? x[i] : x[i] * alpha[i];
   return x;
 }
+static inline be_v4 v4_prelu_unit(be_v4 x, be_v4 alpha) { return v4_prelu(x, alpha); }
 #define v4_fma_lane(acc, w, x, lane) v4_fma((acc), (w), v4_dup((x)[(lane)]))
 typedef struct {
   be_v4 v[4];
@@ -118,5 +120,14 @@ static inline void v16_store(float *p, be_v16 x) {
 }
 
 #endif
+
+/* Whether every PReLU slope lies in [0, 1]: then x >= 0 ? x : x * a equals max(x, x * a) for every x,
+ * bit for bit (x * a rounds to a value between x and 0, and -0.0 stays -0.0), one instruction less. */
+static inline int be_unit_slopes(const float *alpha, size_t n) {
+  for (size_t i = 0; i < n; ++i) {
+    if (!(alpha[i] >= 0.0f && alpha[i] <= 1.0f)) return 0;
+  }
+  return 1;
+}
 
 #endif /* BE_VEC4_H */
