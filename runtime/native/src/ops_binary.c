@@ -21,16 +21,18 @@ static be_status quantize_check(const be_op *op) {
 }
 
 #if defined(__ARM_NEON)
-/* 32 floats -> one word: compare (< 0, so -0.0 packs as +1 like LCE's x86 kernels), narrow the
- * masks to bytes (UZP1 keeps the low half of each lane), weight each byte by its bit, add up. */
+/* 32 floats -> one word: x < 0 (so -0.0 packs as +1 like LCE's x86 kernels) tested on the bits as
+ * unsigned > 0x80000000 (the same for every non-NaN float; integer compares stay vectors on armv7),
+ * the masks narrowed to bytes (UZP1 keeps the low half of each lane), each byte weighted by its bit,
+ * added up. */
+static inline uint32x4_t negative(float32x4_t x) { return vcgtq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x80000000u)); }
+
 static inline uint32_t pack32_neon(const float *x) {
-  const float32x4_t zero = vdupq_n_f32(0.0f);
   const uint8x16_t weights = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
   uint8x16_t bytes[2];
   for (int half = 0; half < 2; ++half, x += 16) {
     const be_v16 v = v16_load(x);
-    const uint32x4_t m0 = vcltq_f32(v.v[0], zero), m1 = vcltq_f32(v.v[1], zero);
-    const uint32x4_t m2 = vcltq_f32(v.v[2], zero), m3 = vcltq_f32(v.v[3], zero);
+    const uint32x4_t m0 = negative(v.v[0]), m1 = negative(v.v[1]), m2 = negative(v.v[2]), m3 = negative(v.v[3]);
 #if defined(__aarch64__)
     const uint16x8_t h0 = vuzp1q_u16(vreinterpretq_u16_u32(m0), vreinterpretq_u16_u32(m1));
     const uint16x8_t h1 = vuzp1q_u16(vreinterpretq_u16_u32(m2), vreinterpretq_u16_u32(m3));

@@ -44,9 +44,12 @@ static inline be_v4 v4_fma(be_v4 acc, be_v4 a, be_v4 b) { return vmlaq_f32(acc, 
 #endif
 /* x >= 0 ? x : x * alpha; for 0 <= alpha <= 1 that is max(x, x * alpha) exactly (see be_unit_slopes) */
 static inline be_v4 v4_prelu_unit(be_v4 x, be_v4 alpha) { return vmaxq_f32(x, vmulq_f32(x, alpha)); }
-static inline be_v4 v4_prelu(be_v4 x, be_v4 alpha) {
-  return vbslq_f32(vcgeq_f32(x, vdupq_n_f32(0.0f)), x, vmulq_f32(x, alpha));
+/* x >= 0 tested on the bits (unsigned <= 0x80000000, so -0.0 counts): armv7 GCC scalarizes NEON float
+ * compares, integer ones stay vectors. NaNs aside it is the float comparison. */
+static inline uint32x4_t v4_nonnegative(be_v4 x) {
+  return vcleq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x80000000u));
 }
+static inline be_v4 v4_prelu(be_v4 x, be_v4 alpha) { return vbslq_f32(v4_nonnegative(x), x, vmulq_f32(x, alpha)); }
 
 /* 16 floats in 4 vectors: one LD1/ST1 of four registers on aarch64 */
 typedef struct {
