@@ -878,4 +878,10 @@ assert set(_LOWERINGS) - {"PADV2"} == {k for k in KINDS if "+" not in k}  # noqa
 
 def compile_blob(flatbuffer: bytes) -> CompiledBlob:
     """Compile an LCE/TFLite flatbuffer into the engine's blob; ``BlobError`` names the first problem."""
-    return _Compiler(bytes(flatbuffer)).compile()
+    try:
+        return _Compiler(bytes(flatbuffer)).compile()
+    except BlobError:
+        raise
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError, struct.error) as exc:
+        # a damaged flatbuffer that still parses: fields of the wrong size or kind
+        raise BlobError(f"the flatbuffer is inconsistent ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
