@@ -61,20 +61,19 @@ def _convert(model, **kwargs) -> bytes:
 
 
 def binary_matrix() -> EngineCase:
-    """LceBconv2d over kernel 1/3/5, stride 1/2, odd (9) and even (8) inputs, valid / same-zero /
-    same-one padding, dilation 2, 40 input channels (not a multiple of 32), 24 or 37 outputs, with
-    a fused ReLU clamp, a fused batch norm, both, or neither."""
+    """LceBconv2d over kernel 1/3 (and one 5), stride 1/2, odd (9) and even (8) inputs, valid /
+    same-zero / same-one padding, dilation 2, 40 input channels (not a multiple of 32), 24 or 37
+    outputs, with a fused ReLU clamp, a fused batch norm, both, or neither."""
     tf, lq = _keras()
     channels = 40
     inp = tf.keras.Input((9, 9, channels), batch_size=1)
     # An exact 9x9 -> 8x8 crop as a float conv whose weights select the top-left pixel (x * 1 + zeros).
     crop = tf.keras.layers.Conv2D(channels, 2, use_bias=False, name="crop")
     even = crop(inp)
+    configs = [c for c in itertools.product((9, 8), (1, 3), (1, 2), ("valid", "zero", "one")) if c[1] > 1 or c[3] == "valid"]
+    configs += [(8, 5, 2, "one"), (9, 5, 1, "zero")]
     outs = []
-    combos = itertools.product((9, 8), (1, 3, 5), (1, 2), ("valid", "zero", "one"))
-    for i, (size, k, stride, pad) in enumerate(combos):
-        if k == 1 and pad != "valid":
-            continue
+    for i, (size, k, stride, pad) in enumerate(configs):
         extra = {"dilation_rate": 2} if (k == 3 and stride == 1 and size == 9) else {}
         conv = _bconv(lq, 24 if i % 2 else 37, k, strides=stride, padding="valid" if pad == "valid" else "same",
                       pad_values=1.0 if pad == "one" else 0.0, activation="relu" if i % 3 == 0 else None,
@@ -145,8 +144,11 @@ def float_ops() -> EngineCase:
     """Float builtins: dilated conv + RELU6, depthwise with multiplier 2, binarized input to a float
     depthwise (LceDequantize), MAXIMUM / SUB / MINIMUM / DIV of tensors, LOGISTIC, global max pool
     (REDUCE_MAX), transpose + reshape, zero and +1 pads (PAD, PADV2), max pool, PRELU, HARD_SWISH,
-    RELU, global average pool (MEAN), dense, softmax."""
+    RELU, global average pool (MEAN), dense, softmax. The converter's own Keras layers keep the
+    graph saveable (the fast conversion path)."""
     tf, lq = _keras()
+    from convert.keras_layers import Elementwise, HardSwish, Pad2D
+
     inp = tf.keras.Input((9, 9, 6), batch_size=1)
     a = tf.keras.layers.Conv2D(12, 3, dilation_rate=2, padding="same", activation=tf.nn.relu6)(inp)
     b = tf.keras.layers.DepthwiseConv2D(3, depth_multiplier=2, padding="same")(inp)
@@ -154,16 +156,15 @@ def float_ops() -> EngineCase:
         tf.keras.layers.Conv2D(12, 1)(inp)))
     m = tf.keras.layers.Subtract()([tf.keras.layers.Maximum()([a, b]), a])
     n = tf.keras.layers.Minimum()([b, s])
-    d = tf.keras.layers.Lambda(lambda t: t[0] / (t[1] * t[1] + 1.0))([m, n])
-    d = tf.keras.layers.Lambda(lambda t: tf.clip_by_value(t, -1.0, 1.0))(d)
+    squared = tf.keras.layers.Multiply()([n, n])
+    d = Elementwise(tf.math.divide)([m, Elementwise(tf.math.add, np.float32(1.0))(squared)])
     d = tf.keras.layers.Activation("sigmoid")(d)
     pooled = tf.keras.layers.GlobalMaxPooling2D()(d)
     flat = tf.keras.layers.Reshape((-1,))(tf.keras.layers.Permute((3, 1, 2))(
         tf.keras.layers.AveragePooling2D(3)(d)))
     e = tf.keras.layers.MaxPool2D(2)(tf.keras.layers.ZeroPadding2D(1)(inp))
-    e = tf.keras.layers.PReLU(shared_axes=[1, 2])(e)
-    e = tf.keras.layers.Lambda(lambda t: t * tf.nn.relu6(t + 3.0) / 6.0)(e)
-    e = tf.keras.layers.Lambda(lambda t: tf.pad(t, [[0, 0], [1, 0], [0, 1], [0, 0]], constant_values=1.0))(e)
+    e = HardSwish()(tf.keras.layers.PReLU(shared_axes=[1, 2])(e))
+    e = Pad2D((1, 0, 0, 1), 1.0)(e)
     averaged = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.ReLU()(e))
     head = tf.keras.layers.Dense(10)(tf.keras.layers.Concatenate()([pooled, flat, averaged]))
     model = tf.keras.Model(inp, tf.keras.layers.Softmax()(head))
