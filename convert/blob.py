@@ -56,14 +56,14 @@ _DTYPES = {F32: np.float32, I32: np.int32, I8: np.int8}
 KINDS: dict[str, int] = {
     "LceQuantize": 1, "LceDequantize": 2, "LceBconv2d": 3, "LceBMaxPool2d": 4,
     "CONV_2D": 10, "DEPTHWISE_CONV_2D": 11, "FULLY_CONNECTED": 12, "CONV_2D+PRELU": 13,
-    "ADD": 20, "SUB": 21, "MUL": 22, "DIV": 23, "MAXIMUM": 24, "MINIMUM": 25, "ADD+PRELU": 26,
+    "ADD": 20, "SUB": 21, "MUL": 22, "DIV": 23, "MAXIMUM": 24, "MINIMUM": 25,
     "PRELU": 30, "RELU": 31, "RELU6": 32, "RELU_N1_TO_1": 33, "LOGISTIC": 34, "HARD_SWISH": 35,
-    "PAD": 40, "RESHAPE": 41, "TRANSPOSE": 42, "CONCATENATION": 43, "CONCATENATION+PRELU": 44,
+    "PAD": 40, "RESHAPE": 41, "TRANSPOSE": 42, "CONCATENATION": 43, "CONCATENATION+PRELU": 44, "CHAIN": 45,
     "MAX_POOL_2D": 50, "AVERAGE_POOL_2D": 51, "MEAN": 52, "REDUCE_MAX": 53, "SOFTMAX": 54,
     "QUANTIZE": 60,
 }
-"""Engine op kinds, named as in the flatbuffer (PADV2 compiles to PAD); "A+B" kinds are fused pairs
-(``_fuse``)."""
+"""Engine op kinds, named as in the flatbuffer (PADV2 compiles to PAD); "A+B" kinds and CHAIN (a run of
+element-wise ops) are fused by ``_Compiler._fuse``."""
 
 PARAMS: dict[str, list[tuple[str, str]]] = {
     "bconv": [("channels_in", "i"), ("channels_out", "i"), ("filter_h", "i"), ("filter_w", "i"), ("stride_h", "i"), ("stride_w", "i"), ("dilation_h", "i"),
@@ -80,6 +80,7 @@ PARAMS: dict[str, list[tuple[str, str]]] = {
     "concat": [("axis", "i"), ("act_min", "f"), ("act_max", "f")],
     "reduce": [("axes_mask", "i")],
     "softmax": [("beta", "f")],
+    "chain": [("steps", "i")] + [(f"op{k}", "i") for k in range(8)],
 }
 """Parameter structs (all 32-bit fields, in order) shared by the kinds in ``KIND_PARAMS``."""
 
@@ -90,7 +91,7 @@ KIND_PARAMS: dict[str, str | None] = {
     "ADD": "activation", "SUB": "activation", "MUL": "activation", "DIV": "activation", "MAXIMUM": "activation",
     "MINIMUM": "activation", "RELU": "activation", "RELU6": "activation", "RELU_N1_TO_1": "activation",
     "PAD": "pad", "TRANSPOSE": "transpose", "CONCATENATION": "concat", "CONCATENATION+PRELU": "concat", "MEAN": "reduce", "REDUCE_MAX": "reduce",
-    "SOFTMAX": "softmax",
+    "SOFTMAX": "softmax", "CHAIN": "chain",
 }
 
 _INF = float("inf")
@@ -302,57 +303,119 @@ class _Compiler:
         return self._serialize()
 
     def _fuse(self) -> None:
-        """Exact rewrites for speed: ADD, CONV_2D or a channel CONCATENATION followed by the PRELU that is
-        its only reader become one op applying the PReLU in registers; a float PAD read only by an LceQuantize becomes
+        """Exact rewrites for speed, repeated until none applies (each result computes what the ops it
+        replaces computed, in the same order): CONV_2D or a channel CONCATENATION followed by the PRELU
+        that is its only reader take the PReLU into their output loop; a run of element-wise ops each
+        read only by the next (ADD/SUB/MUL by a per-channel or same-shape operand, PRELU), possibly
+        ending in LceQuantize, becomes one CHAIN op; a float PAD read only by an LceQuantize becomes
         LceQuantize then a PAD of the packed words (+1, bit 0, where the pad value is >= 0); a binary
         convolution's same-one padding becomes a PAD of its packed input."""
-        readers: dict[int, list[int]] = {}
-        for i, op in enumerate(self.ops):
-            for t in op.inputs:
-                readers.setdefault(t, []).append(i)
-        ops, sources, skip = [], [], set()
-        for i, op in enumerate(self.ops):
-            if i in skip:
-                continue
-            out = op.outputs[0]
-            nxt = readers.get(out, [])
-            j = nxt[0] if len(nxt) == 1 and out != self.output else None
-            fused = None
-            if j is not None and self.ops[j].kind == "PRELU" and self.ops[j].inputs[0] == out:
-                fused = self._fuse_prelu(op, self.ops[j])
-            elif j is not None and op.kind == "PAD" and self.ops[j].kind == "LceQuantize" and self.dtype(out) == F32:
-                fused = self._quantize_before_pad(op, self.ops[j])
-            if fused is None and op.kind == "LceBconv2d":
-                padded = self._pad_before_bconv(op)
-                if padded is not None:
-                    ops += padded
-                    sources += [self.sources[i]] * 2
-                    continue
-            if fused is None:
-                ops.append(op)
-                sources.append(self.sources[i])
-            else:
-                ops += fused
-                sources += [self.sources[i] + self.sources[j]] * len(fused)
-                skip.add(j)
+        while self._fuse_pair():
+            pass
+        ops, sources = [], []
+        for op, source in zip(self.ops, self.sources, strict=True):
+            rewritten = self._pad_before_bconv(op) if op.kind == "LceBconv2d" else None
+            ops += rewritten or [op]
+            sources += [source] * len(rewritten or [op])
         self.ops, self.sources = ops, sources
 
+    def _fuse_pair(self) -> bool:
+        """Fuse the first op whose only reader it can merge with; whether one was found."""
+        readers: dict[int, list[int]] = {}
+        for i, op in enumerate(self.ops):
+            for t in set(op.inputs):
+                readers.setdefault(t, []).append(i)
+        for i, op in enumerate(self.ops):
+            out = op.outputs[0]
+            if out == self.output or len(readers.get(out, [])) != 1:
+                continue
+            j = readers[out][0]
+            nxt = self.ops[j]
+            if nxt.kind == "PRELU" and op.kind in ("CONV_2D", "CONCATENATION"):
+                fused = self._fuse_prelu(op, nxt)
+            elif op.kind == "PAD" and nxt.kind == "LceQuantize" and self.dtype(out) == F32:
+                fused = self._quantize_before_pad(op, nxt)
+            else:
+                chain = self._as_chain(op)
+                fused = None if chain is None else self._extend_chain(chain, nxt, out)
+            if fused:  # placed where the reader was: every input of both is ready there
+                self.ops[j:j + 1] = fused
+                self.sources[j:j + 1] = [self.sources[i] + self.sources[j]] * len(fused)
+                del self.ops[i], self.sources[i]
+                return True
+        return False
+
+    _CHAIN_CODES = {"ADD": 1, "SUB": 2, "RSUB": 3, "MUL": 4, "PRELU": 5}
+
+    def _chain_operand(self, t: int, running: int) -> int | None:
+        """``t`` as a step operand next to the running tensor: a tensor of its shape, or one value per
+        channel (a scalar constant is widened to that); None when it fits neither."""
+        dims, shape = self.shape(running), self.shape(t)
+        if t == running:
+            return None
+        if shape == dims:
+            return t
+        trimmed = shape[next((k for k, d in enumerate(shape) if d != 1), len(shape)):]
+        if trimmed == dims[-1:]:
+            return t
+        if math.prod(shape) == 1 and self.tensors[t].const is not None:
+            value = np.frombuffer(self.tensors[t].const, np.float32)[0]
+            return self.const(np.full(dims[-1], value, np.float32))
+        return None
+
+    def _step(self, op: _Op, running: int) -> tuple[int, int] | None:
+        """``op`` as a chain step on the tensor ``running`` (one of its inputs): (code, operand)."""
+        if self.dtype(op.outputs[0]) != F32 or self.shape(op.outputs[0]) != self.shape(running):
+            return None
+        if op.kind == "PRELU":
+            operand = self._chain_operand(op.inputs[1], running) if op.inputs[0] == running else None
+            return None if operand is None else (self._CHAIN_CODES["PRELU"], operand)
+        if op.kind not in ("ADD", "SUB", "MUL") or (op.params["act_min"], op.params["act_max"]) != (-_INF, _INF):
+            return None
+        first = op.inputs[0] == running
+        other = op.inputs[1] if first else op.inputs[0]
+        operand = self._chain_operand(other, running)
+        if operand is None:
+            return None
+        kind = op.kind if first or op.kind != "SUB" else "RSUB"
+        return self._CHAIN_CODES[kind], operand
+
+    def _as_chain(self, op: _Op) -> tuple[int, list[tuple[int, int]]] | None:
+        """``op`` as (input, steps): a CHAIN, or an element-wise op on a tensor of its output's shape."""
+        if op.kind == "CHAIN" and self.dtype(op.outputs[0]) == F32:
+            codes = [op.params[f"op{k}"] for k in range(op.params["steps"])]
+            return op.inputs[0], list(zip(codes, op.inputs[1:], strict=True))
+        for running in op.inputs[:1] if op.kind == "PRELU" else op.inputs:
+            if self.tensors[running].const is None:
+                step = self._step(op, running)
+                if step is not None:
+                    return running, [step]
+        return None
+
+    def _extend_chain(self, chain: tuple[int, list[tuple[int, int]]], nxt: _Op, running: int) -> list[_Op] | None:
+        x, steps = chain
+        out = nxt.outputs[0]
+        if nxt.kind == "LceQuantize":
+            if self.shape(running)[-1] % 32:
+                return None
+        else:
+            step = self._step(nxt, running)
+            if step is None or len(steps) == 8:
+                return None
+            steps = steps + [step]
+        params = {"steps": len(steps), **{f"op{k}": steps[k][0] if k < len(steps) else 0 for k in range(8)}}
+        return [_Op("CHAIN", [x] + [operand for _, operand in steps], [out], params)]
+
     def _fuse_prelu(self, op: _Op, prelu: _Op) -> list[_Op] | None:
-        if op.kind not in ("ADD", "CONV_2D", "CONCATENATION") or \
-                (op.params["act_min"], op.params["act_max"]) != (-_INF, _INF):
+        if prelu.inputs[0] != op.outputs[0] or (op.params["act_min"], op.params["act_max"]) != (-_INF, _INF):
             return None
         alpha, out = prelu.inputs[1], prelu.outputs[0]
         dims, slope = self.shape(out), self.shape(alpha)
-        slope = slope[next((k for k, d in enumerate(slope) if d != 1), len(slope)):]  # leading 1s dropped
-        if self.tensors[alpha].const is None or (slope and dims[len(dims) - len(slope):] != slope):
+        if self.tensors[alpha].const is None or math.prod(slope) != dims[-1] or slope[-1] != dims[-1]:
             return None
-        if op.kind in ("CONV_2D", "CONCATENATION"):
-            if math.prod(self.shape(alpha)) != dims[-1] or (op.kind == "CONCATENATION" and op.params["axis"] != 3):
-                return None
-            return [_Op(op.kind + "+PRELU", op.inputs + [alpha], [out], dict(op.params))]
-        if any(self.shape(t) != dims for t in op.inputs):
+        if op.kind == "CONCATENATION" and op.params["axis"] != 3:
             return None
-        return [_Op("ADD+PRELU", op.inputs + [alpha], [out])]
+        return [_Op(op.kind + "+PRELU", op.inputs + [alpha], [out], dict(op.params))]
 
     def _pad_before_bconv(self, op: _Op) -> list[_Op] | None:
         """Same-one padding as an explicit PAD of the packed input (zero words are +1), so that the
@@ -873,7 +936,7 @@ _LOWERINGS: dict[str, Lowering] = {
     "MEAN": _reduce("MEAN"), "REDUCE_MAX": _reduce("REDUCE_MAX"), "SOFTMAX": _softmax,
     "QUANTIZE": _quantize_int8,
 }
-assert set(_LOWERINGS) - {"PADV2"} == {k for k in KINDS if "+" not in k}  # noqa: S101 - one list of kinds
+assert set(_LOWERINGS) - {"PADV2"} == {k for k in KINDS if "+" not in k and k != "CHAIN"}  # noqa: S101
 
 
 def compile_blob(flatbuffer: bytes) -> CompiledBlob:

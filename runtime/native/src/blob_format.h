@@ -71,7 +71,6 @@ typedef enum {
   BE_KIND_DIV = 23,
   BE_KIND_MAXIMUM = 24,
   BE_KIND_MINIMUM = 25,
-  BE_KIND_ADD_PRELU = 26,
   BE_KIND_PRELU = 30,
   BE_KIND_RELU = 31,
   BE_KIND_RELU6 = 32,
@@ -83,6 +82,7 @@ typedef enum {
   BE_KIND_TRANSPOSE = 42,
   BE_KIND_CONCATENATION = 43,
   BE_KIND_CONCATENATION_PRELU = 44,
+  BE_KIND_CHAIN = 45,
   BE_KIND_MAX_POOL_2D = 50,
   BE_KIND_AVERAGE_POOL_2D = 51,
   BE_KIND_MEAN = 52,
@@ -167,5 +167,17 @@ typedef struct {
 typedef struct {
   float beta;
 } be_params_softmax;
+
+typedef struct {
+  int32_t steps;
+  int32_t op0;
+  int32_t op1;
+  int32_t op2;
+  int32_t op3;
+  int32_t op4;
+  int32_t op5;
+  int32_t op6;
+  int32_t op7;
+} be_params_chain;
 
 #endif /* BE_BLOB_FORMAT_H */

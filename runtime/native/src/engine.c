@@ -8,7 +8,7 @@
 #define ARENA_ALIGN 16u
 
 static const be_op_impl *const op_tables[] = {be_binary_ops, be_conv_ops, be_elementwise_ops, be_shape_ops,
-                                              be_pool_ops};
+                                              be_pool_ops, be_chain_ops};
 
 const be_op_impl *be_find_op(uint32_t kind) {
   for (size_t t = 0; t < sizeof op_tables / sizeof op_tables[0]; ++t) {

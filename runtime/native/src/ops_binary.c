@@ -4,11 +4,9 @@
 #include "bconv.h"
 #include "engine_internal.h"
 #include "kernels/bgemm.h"
+#include "pack.h"
 #include "vec4.h"
 
-#if defined(__ARM_NEON)
-#include <arm_neon.h>
-#endif
 
 /* ---- LceQuantize: bit i of word w is channel 32 w + i, set when the value is < 0 (< zero point) ---- */
 
@@ -20,61 +18,23 @@ static be_status quantize_check(const be_op *op) {
   return be_expect_dims(op, &y, x.dims[0], x.dims[1], x.dims[2], (x.dims[3] + 31) / 32, "the output");
 }
 
-#if defined(__ARM_NEON)
-/* 32 floats -> one word: x < 0 (so -0.0 packs as +1 like LCE's x86 kernels) tested on the bits as
- * unsigned > 0x80000000 (the same for every non-NaN float; integer compares stay vectors on armv7),
- * the masks narrowed to bytes (UZP1 keeps the low half of each lane), each byte weighted by its bit,
- * added up. */
-static inline uint32x4_t negative(float32x4_t x) { return vcgtq_u32(vreinterpretq_u32_f32(x), vdupq_n_u32(0x80000000u)); }
-
-static inline uint32_t pack32_neon(const float *x) {
-  const uint8x16_t weights = {1, 2, 4, 8, 16, 32, 64, 128, 1, 2, 4, 8, 16, 32, 64, 128};
-  uint8x16_t bytes[2];
-  for (int half = 0; half < 2; ++half, x += 16) {
-    const be_v16 v = v16_load(x);
-    const uint32x4_t m0 = negative(v.v[0]), m1 = negative(v.v[1]), m2 = negative(v.v[2]), m3 = negative(v.v[3]);
-#if defined(__aarch64__)
-    const uint16x8_t h0 = vuzp1q_u16(vreinterpretq_u16_u32(m0), vreinterpretq_u16_u32(m1));
-    const uint16x8_t h1 = vuzp1q_u16(vreinterpretq_u16_u32(m2), vreinterpretq_u16_u32(m3));
-    bytes[half] = vandq_u8(vuzp1q_u8(vreinterpretq_u8_u16(h0), vreinterpretq_u8_u16(h1)), weights);
-#else
-    const uint16x8_t h0 = vcombine_u16(vmovn_u32(m0), vmovn_u32(m1)), h1 = vcombine_u16(vmovn_u32(m2), vmovn_u32(m3));
-    bytes[half] = vandq_u8(vcombine_u8(vmovn_u16(h0), vmovn_u16(h1)), weights);
-#endif
-  }
-#if defined(__aarch64__)
-  uint8x16_t r = vpaddq_u8(bytes[0], bytes[1]);
-  r = vpaddq_u8(r, r);
-  r = vpaddq_u8(r, r);
-  return vgetq_lane_u32(vreinterpretq_u32_u8(r), 0);
-#else
-  uint8x8_t r = vpadd_u8(vpadd_u8(vget_low_u8(bytes[0]), vget_high_u8(bytes[0])),
-                         vpadd_u8(vget_low_u8(bytes[1]), vget_high_u8(bytes[1])));
-  r = vpadd_u8(r, r);
-  return vget_lane_u32(vreinterpret_u32_u8(r), 0);
-#endif
-}
-#endif
-
 static void quantize_run(const be_op *op) {
   const be_view x = be_input(op, 0), y = be_output(op);
   const int channels = x.dims[3], words = (channels + 31) / 32;
   const size_t rows = x.count / (size_t)channels;
   uint32_t *out = (uint32_t *)y.data;
-#if defined(__ARM_NEON)
   if (x.dtype == BE_FLOAT32 && channels % 32 == 0) { /* whole words only: one flat loop */
     const float *v = (const float *)x.data;
-    for (size_t w = 0; w < rows * (size_t)words; ++w, v += 32) out[w] = pack32_neon(v);
+    for (size_t w = 0; w < rows * (size_t)words; ++w, v += 32) out[w] = be_pack32(v16_load(v), v16_load(v + 16));
     return;
   }
-#endif
   for (size_t r = 0; r < rows; ++r, out += words) {
     for (int w = 0; w < words; ++w) {
       const int c0 = 32 * w, n = channels - c0 < 32 ? channels - c0 : 32;
       uint32_t bits = 0;
       if (x.dtype == BE_FLOAT32) {
         const float *v = (const float *)x.data + r * (size_t)channels + (size_t)c0;
-        for (int i = 0; i < n; ++i) bits |= (uint32_t)(v[i] < 0.0f) << i;
+        for (int i = 0; i < n; ++i) bits |= (uint32_t)(v[i] < 0.0f) << i; /* -0.0 packs as +1, as in LCE */
       } else {
         const int8_t *v = (const int8_t *)x.data + r * (size_t)channels + (size_t)c0;
         for (int i = 0; i < n; ++i) bits |= (uint32_t)(v[i] < x.zero_point) << i;

@@ -114,52 +114,6 @@ static size_t repeat_period(const be_view *whole, const be_view *part) {
   return part->count;
 }
 
-/* ADD+PRELU: y = prelu(a + b), a and b of the output's shape, the slope repeating every `period`. */
-#define ADD_PRELU(PRELU)                                                                                 \
-  for (size_t i = 0; i < n; i += period) {                                                               \
-    const float *s = alpha;                                                                              \
-    size_t k = 0;                                                                                        \
-    for (; k + 16 <= period; k += 16, a += 16, b += 16, s += 16, y += 16) {                              \
-      const be_v16 x = v16_load(a), z = v16_load(b), slope = v16_load(s);                                \
-      be_v16 r;                                                                                          \
-      for (int q = 0; q < 4; ++q) r.v[q] = PRELU(v4_add(x.v[q], z.v[q]), slope.v[q]);                     \
-      v16_store(y, r);                                                                                   \
-    }                                                                                                    \
-    for (; k < period; ++k, ++a, ++b, ++s, ++y) {                                                        \
-      const float x = *a + *b;                                                                           \
-      *y = x >= 0.0f ? x : x * *s;                                                                       \
-    }                                                                                                    \
-  }
-
-static void add_prelu(const float *a, const float *b, const float *alpha, size_t period, float *y, size_t n) {
-  if (be_unit_slopes(alpha, period)) {
-    ADD_PRELU(v4_prelu_unit)
-  } else {
-    ADD_PRELU(v4_prelu)
-  }
-}
-
-static be_status add_prelu_check(const be_op *op) {
-  be_view a = be_input(op, 0), b = be_input(op, 1), alpha = be_input(op, 2), y = be_output(op);
-  be_status s;
-  if ((s = be_expect_dtype(op, &a, BE_FLOAT32, "the first input")) != BE_OK ||
-      (s = be_expect_dtype(op, &b, BE_FLOAT32, "the second input")) != BE_OK ||
-      (s = be_expect_dtype(op, &alpha, BE_FLOAT32, "the PReLU slope")) != BE_OK ||
-      (s = be_expect_dtype(op, &y, BE_FLOAT32, "the output")) != BE_OK) {
-    return s;
-  }
-  if (a.count != y.count || b.count != y.count || repeat_period(&y, &alpha) == 0) {
-    return be_op_fail(op, BE_ERR_FORMAT, "inputs must have the output's size and the slope must repeat along it");
-  }
-  return BE_OK;
-}
-
-static void add_prelu_run(const be_op *op) {
-  const be_view a = be_input(op, 0), b = be_input(op, 1), alpha = be_input(op, 2), y = be_output(op);
-  add_prelu((const float *)a.data, (const float *)b.data, (const float *)alpha.data, alpha.count, (float *)y.data,
-            y.count);
-}
-
 static be_status binary_check(const be_op *op) {
   be_view a = be_input(op, 0), b = be_input(op, 1), y = be_output(op);
   be_status s;
@@ -277,7 +231,6 @@ const be_op_impl be_elementwise_ops[] = {
     BINARY("MAXIMUM", BE_KIND_MAXIMUM),
     BINARY("MINIMUM", BE_KIND_MINIMUM),
     {"PRELU", BE_KIND_PRELU, 0, 2, 2, binary_check, binary_run, elementwise_count},
-    {"ADD+PRELU", BE_KIND_ADD_PRELU, 0, 3, 3, add_prelu_check, add_prelu_run, elementwise_count},
     UNARY("RELU", BE_KIND_RELU, sizeof(be_params_activation)),
     UNARY("RELU6", BE_KIND_RELU6, sizeof(be_params_activation)),
     UNARY("RELU_N1_TO_1", BE_KIND_RELU_N1_TO_1, sizeof(be_params_activation)),
