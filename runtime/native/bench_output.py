@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+MARKER = "bitat_marker"
+"""The function bitat_bench calls at every profiling point (``--profile``)."""
 DTYPES = {"float32": np.float32, "int32": np.int32, "int8": np.int8}
 EMULATORS = {"aarch64": ["qemu-aarch64", "-cpu", "cortex-a72"], "armv7": ["qemu-arm", "-cpu", "cortex-a7"]}
 """How each cross target runs here (static binaries: no sysroot needed)."""
@@ -53,7 +55,7 @@ class BenchOutput:
     arena: int = 0
     ops: list[OpLine] = field(default_factory=list)
     images: int = 0
-    windows: list[dict[str, float]] = field(default_factory=list)
+    windows: list[list[float]] = field(default_factory=list)  # per-run microseconds, one list per window
     logits: np.ndarray | None = None
 
 
@@ -85,7 +87,7 @@ def parse(text: str) -> BenchOutput:
             elif kind == "eval":
                 out.images = int(fields["images"])
             elif kind == "window":
-                out.windows.append({k: float(v) for k, v in fields.items()})
+                out.windows.append([float(t) for t in fields["us"].split(",")])
         except (KeyError, ValueError) as exc:
             raise BenchProgramError(f"bitat_bench printed an unreadable line '{line}' ({exc})") from None
     if out.input is None:
@@ -112,4 +114,27 @@ def run_here(program: Path, blob: Path, images: np.ndarray | None = None, target
         if images is not None:
             spec = out.output
             out.logits = np.fromfile(logits_path, dtype=DTYPES[spec.dtype]).reshape(len(images), *spec.dims[1:])
+    return out
+
+
+@dataclass(frozen=True)
+class ProfiledInference:
+    """Instructions of one inference run with ``--profile``, split at the marker's hits."""
+
+    ops: tuple[int, ...]  # each op, in order
+    total: int  # the whole inference: entry (input copy), the ops, exit (output copy), the marking calls
+
+
+def split_profile(markers: tuple[int, ...] | list[int], n_ops: int, inferences: int) -> list[ProfiledInference]:
+    """The ``inferences`` profiled inferences from the instruction counts between consecutive marker hits
+    (``markers[k]``: since hit k-1, or since the start for k = 0). Each inference hits ops + 3 times: before
+    it, before each op, after the last op, after it; so its counts are (what came before), entry, the ops, exit."""
+    per = n_ops + 3
+    if len(markers) != inferences * per:
+        raise BenchProgramError(f"expected {inferences * per} marker hits for {inferences} profiled inferences of "
+                                f"{n_ops} ops, got {len(markers)}")
+    out = []
+    for k in range(inferences):
+        deltas = markers[k * per + 1:(k + 1) * per]  # entry, the ops, exit
+        out.append(ProfiledInference(tuple(deltas[1:-1]), sum(deltas)))
     return out

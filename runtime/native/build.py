@@ -103,6 +103,11 @@ def _run_all(jobs: list[list[str]], target: Target) -> None:
                 raise BuildError(f"{target.name} build failed: {first}")
 
 
+def available(target_name: str) -> bool:
+    """Whether this machine has the compiler for ``target_name``."""
+    return shutil.which(TARGETS[target_name].compiler) is not None
+
+
 def build(target_name: str = "host", out: Path | None = None) -> Path:
     """Compile ``target_name``; return its directory (holding the programs). Raises ``BuildError``."""
     if target_name not in TARGETS:

@@ -7,8 +7,9 @@
  *
  * --images   raw input tensors back to back (the model's input type, e.g. float32 NHWC)
  * --logits   write the outputs of every image back to back (raw)
- * --profile  call bitat_marker() around every op of the first N inferences (a QEMU plugin counts
- *            instructions between its hits; its address is in the ELF symbol table)
+ * --profile  for each of the first N inferences call bitat_marker() before the inference, before every
+ *            op, after the last op and after the inference: ops + 3 hits (a QEMU plugin counts the
+ *            instructions between hits; the function's address is in the ELF symbol table)
  * --runs     time R inferences per window (after W warm-up runs) on the first image, K windows
  *
  * Output (stdout), one record per line of key=value fields:
@@ -16,7 +17,7 @@
  *   model input=<type>[dims] output=<type>[dims] arena=<bytes> ops=<n>
  *   op index=<i> name=<name> output=<type>[dims] macs=<n> binary_macs=<n>
  *   eval images=<n>
- *   window index=<k> runs=<r> median_us=... min_us=... max_us=... mean_us=...
+ *   window index=<k> runs=<r> us=<t1>,<t2>,... (each timed run in microseconds, in order)
  * Progress goes to stderr. Errors: one line on stderr, exit status 1 (2 for bad usage).
  */
 #define _POSIX_C_SOURCE 200809L
@@ -74,11 +75,6 @@ static double now_us(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (double)ts.tv_sec * 1e6 + (double)ts.tv_nsec / 1e3;
-}
-
-static int compare_doubles(const void *a, const void *b) {
-  const double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
 }
 
 static int parse_count(const char *text, long *value) {
@@ -168,16 +164,22 @@ int main(int argc, char **argv) {
     const size_t step = count / 20 > 0 ? count / 20 : 1;
     for (size_t i = 0; i < count; ++i) {
       const be_op_hook hook = (long)i < profile ? marker_hook : NULL;
+      if (hook != NULL) bitat_marker();
       if (be_invoke_hooked(&engine, images + i * in.bytes, in.bytes, logits, out.bytes, hook, NULL) != BE_OK) {
         return die("inference failed", be_message(&engine));
       }
+      if (hook != NULL) bitat_marker();
       if (log != NULL && fwrite(logits, 1, out.bytes, log) != out.bytes) return die("cannot write the logits", logits_path);
       if ((i + 1) % step == 0 || i + 1 == count) fprintf(stderr, "progress %lu/%lu\n", (unsigned long)(i + 1), (unsigned long)count);
     }
     if (log != NULL && fclose(log) != 0) return die("cannot write the logits", logits_path);
     printf("eval images=%lu\n", (unsigned long)count);
   } else if (profile > 0) {
-    for (long i = 0; i < profile; ++i) be_invoke_hooked(&engine, images, in.bytes, logits, out.bytes, marker_hook, NULL);
+    for (long i = 0; i < profile; ++i) {
+      bitat_marker();
+      be_invoke_hooked(&engine, images, in.bytes, logits, out.bytes, marker_hook, NULL);
+      bitat_marker();
+    }
   }
 
   if (runs > 0) {
@@ -185,17 +187,14 @@ int main(int argc, char **argv) {
     if (times == NULL) return die("out of memory", "");
     for (long i = 0; i < warmup; ++i) be_invoke(&engine, images, in.bytes, logits, out.bytes);
     for (long k = 0; k < windows; ++k) {
-      double sum = 0.0;
       for (long r = 0; r < runs; ++r) {
         const double start = now_us();
         be_invoke(&engine, images, in.bytes, logits, out.bytes);
         times[r] = now_us() - start;
-        sum += times[r];
       }
-      qsort(times, (size_t)runs, sizeof(double), compare_doubles);
-      const double median = runs % 2 ? times[runs / 2] : 0.5 * (times[runs / 2 - 1] + times[runs / 2]);
-      printf("window index=%ld runs=%ld median_us=%.3f min_us=%.3f max_us=%.3f mean_us=%.3f\n", k, runs, median,
-             times[0], times[runs - 1], sum / (double)runs);
+      printf("window index=%ld runs=%ld us=", k, runs);
+      for (long r = 0; r < runs; ++r) printf(r ? ",%.3f" : "%.3f", times[r]);
+      printf("\n");
       fflush(stdout);
     }
     free(times);
