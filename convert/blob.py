@@ -40,7 +40,7 @@ import numpy as np
 from convert.errors import ConvertError
 from convert.memory_plan import Buffer, plan
 
-BLOB_FORMAT_VERSION = 1
+BLOB_FORMAT_VERSION = 2
 MAGIC = 0x4C425442  # "BTBL" read as a little-endian word
 HEADER_WORDS, TENSOR_WORDS, OP_WORDS = 20, 12, 8
 DATA_ALIGN = 16

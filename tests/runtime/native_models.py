@@ -106,6 +106,36 @@ def binary_chain() -> EngineCase:
     return EngineCase(_convert(model), (1, 10, 10, 35), exact=True)
 
 
+def element_chains() -> EngineCase:
+    """Element-wise runs the blob compiler fuses into CHAIN ops: ReActNet's RPReLU (shift, PReLU, shift)
+    after a residual ADD, in [0, 1] slopes and general ones, a shift then LceQuantize (packed output);
+    rows of 64 channels (several rows per engine block) and of 288 (longer than a 256-float block)."""
+    tf, lq = _keras()
+    from convert.keras_layers import Elementwise
+
+    rng = np.random.default_rng(6)
+
+    def shift(x, op, channels):
+        return Elementwise(op, rng.normal(0, 1, channels).astype(np.float32))(x)
+
+    def rprelu(x, channels, name):
+        x = tf.keras.layers.PReLU(shared_axes=[1, 2], name=name)(shift(x, tf.math.subtract, channels))
+        return shift(x, tf.math.add, channels)
+
+    inp = tf.keras.Input((4, 4, 288), batch_size=1)
+    a = rprelu(tf.keras.layers.Add()([inp, tf.keras.layers.Activation("relu")(inp)]), 288, "general_slopes")
+    a = _bconv(lq, 40, 1)(shift(a, tf.math.subtract, 288))
+    b = _bconv(lq, 64, 3, padding="same", pad_values=1.0)(inp)
+    b = rprelu(tf.keras.layers.Add()([b, tf.keras.layers.Activation("relu")(b)]), 64, "unit_slopes")
+    b = _bconv(lq, 32, 3, padding="same", pad_values=1.0)(shift(b, tf.math.subtract, 64))
+    model = tf.keras.Model(inp, tf.keras.layers.Concatenate()([tf.keras.layers.Flatten()(a),
+                                                               tf.keras.layers.Flatten()(b)]))
+    _randomize(model, 6)
+    unit = model.get_layer("unit_slopes")
+    unit.set_weights([rng.uniform(0, 1, w.shape).astype(np.float32) for w in unit.get_weights()])
+    return EngineCase(_convert(model), (1, 4, 4, 288), exact=True)
+
+
 def bitpacked_output() -> EngineCase:
     """A binary conv whose only consumer is a binarizer, as the model output: bitpacked int32 output."""
     from larq_compute_engine.mlir.python.util import strip_lcedequantize_ops
@@ -172,4 +202,5 @@ def float_ops() -> EngineCase:
     return EngineCase(_convert(model), (1, 9, 9, 6), exact=False)
 
 
-BUILDERS = {f.__name__: f for f in (binary_matrix, binary_chain, bitpacked_output, int8_input, int8_io, float_ops)}
+BUILDERS = {f.__name__: f for f in (binary_matrix, binary_chain, element_chains, bitpacked_output, int8_input, int8_io,
+                                    float_ops)}

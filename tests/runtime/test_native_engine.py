@@ -95,8 +95,10 @@ def test_optimized_binary_convolution_matches_the_reference(target, program):
 
 def test_bench_describes_every_op_with_its_macs(case, program):
     name, model, blob, _, _ = case
+    from convert.blob import BLOB_FORMAT_VERSION
+
     out = run_here(program("bench", "host"), blob)
-    assert out.blob_format == 1 and out.arena > 0 and out.ops
+    assert out.blob_format == BLOB_FORMAT_VERSION and out.arena > 0 and out.ops
     for op in out.ops:
         if op.name == "LceBconv2d":
             assert op.binary_macs > 0 and op.macs == 0

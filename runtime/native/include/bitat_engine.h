@@ -22,7 +22,7 @@ extern "C" {
 #endif
 
 /* The blob format this engine reads; convert/blob.py writes the same number (a test checks). */
-#define BE_BLOB_FORMAT_VERSION 1
+#define BE_BLOB_FORMAT_VERSION 2
 
 typedef enum {
   BE_OK = 0,
