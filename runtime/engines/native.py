@@ -111,12 +111,15 @@ class NativeEngine(Engine):
                 out = parse(done.stdout)
             except BenchProgramError as exc:
                 raise BenchError(f"bitat_bench on {transport.label}: {exc}") from None
-            accuracy = None
+            accuracy, extra = None, {}
             if request.accuracy:
                 local_logits = Path(tmp) / "logits.bin"
                 transport.pull(remote_logits, str(local_logits))
+                predictions = _top1(out, local_logits, len(images))
+                if "predictions" in Measurement.model_fields:  # kept for agreement between engines (branch arm)
+                    extra["predictions"] = predictions.tolist()
                 if labels is not None:
-                    correct = int((_top1(out, local_logits, len(images)) == labels).sum())
+                    correct = int((predictions == labels).sum())
                     accuracy = Accuracy(correct=correct, total=len(labels), top1=correct / len(labels))
         notes = ["EMULATED: no timing was run"] if emulated else []
         instructions = None
@@ -138,6 +141,7 @@ class NativeEngine(Engine):
             accuracy=accuracy,
             instructions=instructions,
             notes=notes,
+            **extra,
         )
 
 
