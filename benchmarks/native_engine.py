@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import sys
+import tempfile
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -99,20 +100,17 @@ def main(bundle: str, images: int, targets: str, out: str) -> None:
     deploy = resolve_deploy_dir(bundle)
     tflite = BundleDir(deploy).model("lce")
     x, y = load_eval(BundleDir(deploy).eval, images)
-    blob_path = Path(out) / ".native_engine_model.blob"
-    blob_path.parent.mkdir(parents=True, exist_ok=True)
-    blob_path.write_bytes(compile_blob(tflite.read_bytes()).data)
-    try:
-        click.echo(f"LCE interpreter on {len(x)} images")
-        reference = np.asarray(lce.testing.Interpreter(tflite.read_bytes()).predict(x, verbose=0), dtype=np.float32)
-        rows = []
+    click.echo(f"LCE interpreter on {len(x)} images")
+    reference = np.asarray(lce.testing.Interpreter(tflite.read_bytes()).predict(x, verbose=0), dtype=np.float32)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="native-engine-") as tmp:
+        blob_path = Path(tmp) / "model.blob"
+        blob_path.write_bytes(compile_blob(tflite.read_bytes()).data)
         for target in chosen:
             click.echo(f"bitat_bench ({target}) on {len(x)} images")
             result = run_here(build.program("bench", target), blob_path, x, target=target)
             rows.append(compare(target, result.logits.reshape(len(x), -1), reference, y))
             click.echo(f"  agreement {100 * rows[-1]['agreement_top1']:.2f} %")
-    finally:
-        blob_path.unlink()
     summary = {
         "bundle": load_manifest(deploy / "manifest.json").model_name, "model_sha256": sha256_file(tflite), "blob_format": BLOB_FORMAT_VERSION, "images": len(x),
         "interpreter_top1": None if y is None else float(np.mean(reference.argmax(axis=1) == y)),
