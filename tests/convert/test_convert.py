@@ -124,7 +124,7 @@ def test_convert_time_benchmark_runs_the_convert_run_pipeline(foreign, tmp_path)
         (run / name).write_bytes((root / source).read_bytes())
     result = convert_time.main([str(run), "--repeats", "1", "--results", str(tmp_path / "ct.json")])
     assert not (run / "deploy").exists()  # the benchmark never writes into the run
-    assert list(result["cold_seconds"]) == ["load", "build_keras", "lce", "fp32", "int8", "parity", "report",
+    assert list(result["cold_seconds"]) == ["load", "build_keras", "lce", "fp32", "int8", "blob", "parity", "report",
                                             "write", "conversion_total", "total"]
     assert result["output"]["lce_bconv2d"] == report["lce_bconv2d"] == 2
     assert result["output"]["calibration_images"] == report["calibration_images"] == 16
