@@ -3,8 +3,8 @@
 The engine's ``bitat_bench`` program is built here for the device's architecture (static for ARM:
 qemu-user, a Raspberry Pi, Android) and pushed with the blob and the eval images as raw tensors. It
 writes every image's output (top-1 comes from them) and times inferences under the protocol on
-physical targets. Under emulation nothing is timed: where the transport counts instructions (the
-QEMU plugin), the first ``COUNTED_IMAGES`` inferences are counted per op (EMULATED).
+physical targets. Under emulation nothing is timed: the QEMU plugin counts the instructions of the first
+``request.count_images`` inferences, per op (EMULATED).
 """
 
 from __future__ import annotations
@@ -27,9 +27,6 @@ from runtime.native.bench_output import DTYPES, MARKER, BenchOutput, BenchProgra
 from runtime.protocol import summarize_windows
 from runtime.request import SessionRequest
 from runtime.tflite_ops import LCE_CUSTOM_OPS
-
-COUNTED_IMAGES = 3
-"""EMULATED targets: inferences whose instructions are counted (the code is not data-dependent)."""
 
 ARM_TARGETS = {"aarch64": "aarch64", "arm": "armv7"}
 
@@ -93,14 +90,15 @@ class NativeEngine(Engine):
             p = request.protocol
             if not emulated:
                 argv += ["--warmup", str(p.warmup), "--runs", str(p.runs), "--windows", str(p.windows)]
-            counter = getattr(transport, "run_counted", None) if emulated else None  # the QEMU plugin (branch arm)
+            counted = request.count_images
             log(f"{self.name}: {blob.name} on {transport.label}" + (
-                f" (EMULATED: top-1 and the instructions of {COUNTED_IMAGES} inferences, no timing)" if emulated
+                f" (EMULATED: top-1 and the instructions of {counted} inferences, no timing)" if emulated
                 else f", {p.windows} windows of {p.runs} runs"))
             counts = None
-            if counter is not None:
-                argv += ["--profile", str(COUNTED_IMAGES)]
-                done, counts = counter(argv, timeout=request.timeout, marker=elf_symbol(self.program, MARKER))
+            if emulated:
+                argv += ["--profile", str(counted)]
+                done, counts = transport.run_counted(argv, timeout=request.timeout,
+                                                     marker=elf_symbol(self.program, MARKER))
             else:
                 done = transport.run(argv, timeout=request.timeout)
             if done.returncode != 0:
@@ -111,13 +109,11 @@ class NativeEngine(Engine):
                 out = parse(done.stdout)
             except BenchProgramError as exc:
                 raise BenchError(f"bitat_bench on {transport.label}: {exc}") from None
-            accuracy, extra = None, {}
+            accuracy, predictions = None, None
             if request.accuracy:
                 local_logits = Path(tmp) / "logits.bin"
                 transport.pull(remote_logits, str(local_logits))
                 predictions = _top1(out, local_logits, len(images))
-                if "predictions" in Measurement.model_fields:  # kept for agreement between engines (branch arm)
-                    extra["predictions"] = predictions.tolist()
                 if labels is not None:
                     correct = int((predictions == labels).sum())
                     accuracy = Accuracy(correct=correct, total=len(labels), top1=correct / len(labels))
@@ -125,7 +121,7 @@ class NativeEngine(Engine):
         instructions = None
         if counts is not None:
             instructions = _instructions(out, counts.markers, request.device)
-            if request.accuracy and len(images) < COUNTED_IMAGES:
+            if request.accuracy and len(images) < request.count_images:
                 notes.append(f"only {len(images)} images: {len(images)} inferences counted")
         if request.accuracy and labels is None:
             notes.append("eval.npz has no labels ('y'): top-1 not measured")
@@ -141,7 +137,7 @@ class NativeEngine(Engine):
             accuracy=accuracy,
             instructions=instructions,
             notes=notes,
-            **extra,
+            predictions=None if predictions is None else predictions.tolist(),
         )
 
 
