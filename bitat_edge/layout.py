@@ -50,6 +50,11 @@ class BundleDir:
     def report_md(self) -> Path:
         return self.root / "report.md"
 
+    @property
+    def blob(self) -> Path:
+        """The LCE model compiled for the C engine (runtime/native), when the engine runs all its ops."""
+        return self.root / "model.blob"
+
     def model(self, kind: str) -> Path:
         """The flatbuffer of ``kind`` (one of ``MODEL_KINDS``)."""
         names = {"lce": "model.tflite", "fp32": "model_fp32.tflite", "int8": "model_int8.tflite"}

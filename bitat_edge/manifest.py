@@ -75,12 +75,21 @@ class LayerSpec(schema.Schema):
     reason: str = ""
 
 
+class BlobInfo(schema.Schema):
+    """The bundle's ``model.blob``: the C engine's compiled LCE model (convert/blob.py)."""
+
+    format_version: int = Field(ge=1)
+    arena_bytes: int = Field(ge=0)  # the one buffer the engine needs besides the blob
+    sha256: str
+
+
 class DeploySection(schema.Schema):
     """What the convert stage adds for the runtime: the deployed input and its own reference figures.
 
     ``reference_top1`` holds, per model kind, the top-1 accuracy on the bundle's eval set (or, when
     the eval set has no labels, ``top1_is == "agreement"``: the agreement with ``reference``).
-    ``sha256`` fingerprints each flatbuffer so results can name exactly what ran.
+    ``sha256`` fingerprints each flatbuffer so results can name exactly what ran; ``blob`` describes
+    the C engine's compiled model when the bundle has one.
     """
 
     input_shape: list[int]  # NHWC, batch 1
@@ -89,6 +98,7 @@ class DeploySection(schema.Schema):
     top1_is: Literal["accuracy", "agreement"] = "accuracy"
     reference: str = ""
     sha256: dict[ModelKind, str] = Field(default_factory=dict)
+    blob: BlobInfo | None = None  # None: the LCE model has an op the C engine does not run
 
     @field_validator("input_shape")
     @classmethod

@@ -21,13 +21,15 @@ from bitat_edge import manifest as mf
 from bitat_edge.atomic import write_bytes, write_json, write_text
 from bitat_edge.layout import BundleDir
 from convert import report
+from convert.blob import CompiledBlob
 from convert.engines import ENGINES
 from convert.errors import ConvertError
 from convert.keras_builder import LayerRecord
 
 
 def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: dict[str, Any],
-                    models: dict[mf.ModelKind, bytes], layers: list[LayerRecord]) -> mf.Manifest:
+                    models: dict[mf.ModelKind, bytes], layers: list[LayerRecord],
+                    blob: CompiledBlob | None = None) -> mf.Manifest:
     """``manifest`` with the ``deploy`` section the runtime reads (and the built layers when it lists none)."""
     _, c, h, w = input_nchw
     engines = parity["engines"]
@@ -36,7 +38,9 @@ def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: 
         reference_top1={kind: round(engines[name].get("top1", engines[name]["agreement"]), 6)
                         for kind, (name, _) in ENGINES.items()},
         top1_is="accuracy" if parity["labelled"] else "agreement", reference=parity["reference"],
-        sha256={kind: hashlib.sha256(flatbuffer).hexdigest() for kind, flatbuffer in models.items()})
+        sha256={kind: hashlib.sha256(flatbuffer).hexdigest() for kind, flatbuffer in models.items()},
+        blob=None if blob is None else mf.BlobInfo(format_version=blob.format_version, arena_bytes=blob.arena_bytes,
+                                                   sha256=hashlib.sha256(blob.data).hexdigest()))
     specs = manifest.layers or [  # a foreign model's manifest may not list its layers
         mf.LayerSpec(name=r.name, op=r.op, precision=r.precision, reason=r.reason) for r in layers]
     return manifest.model_copy(update={"deploy": deploy, "layers": specs})
@@ -58,7 +62,7 @@ def _cannot_write(out: Path, exc: OSError) -> ConvertError:
 
 
 def write_bundle(out: Path, manifest: mf.Manifest, models: dict[mf.ModelKind, bytes],
-                 eval_arrays: dict[str, np.ndarray], result: dict[str, Any]) -> Path:
+                 eval_arrays: dict[str, np.ndarray], result: dict[str, Any], blob: bytes | None = None) -> Path:
     """Write the bundle into a temporary sibling of ``out``, then swap it in place of ``out``."""
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -70,6 +74,8 @@ def write_bundle(out: Path, manifest: mf.Manifest, models: dict[mf.ModelKind, by
         files = BundleDir(tmp)
         for kind, flatbuffer in models.items():
             write_bytes(files.model(kind), flatbuffer)
+        if blob is not None:
+            write_bytes(files.blob, blob)
         with open(files.eval, "wb") as handle:
             np.savez(handle, **eval_arrays)
         write_json(files.report_json, result)

@@ -22,6 +22,7 @@ import numpy as np
 from bitat_edge import manifest as mf
 from bitat_edge.layout import RunDir
 from convert import report
+from convert.blob import BlobError, CompiledBlob, compile_blob
 from convert.bundle import deploy_manifest, write_bundle
 from convert.engines import ENGINES, nchw_to_nhwc, run_onnx
 from convert.errors import ConvertError
@@ -208,12 +209,25 @@ def verify_parity(onnx_path: Path, inputs: Inputs, flatbuffers: Flatbuffers) -> 
     return report.parity(outputs, "pytorch" if "pytorch" in outputs else "onnxruntime", inputs.labels)
 
 
+def engine_blob(lce: bytes) -> tuple[CompiledBlob | None, dict[str, Any]]:
+    """The LCE model compiled for the C engine (runtime/native), and its report entry. A model with an op
+    the engine does not run gets no blob, only the reason; the rest of the bundle is unaffected."""
+    try:
+        blob = compile_blob(lce)
+    except BlobError as exc:
+        return None, {"written": False, "reason": str(exc)}
+    return blob, {"written": True, "format_version": blob.format_version, "bytes": len(blob.data),
+                  "arena_bytes": blob.arena_bytes, "ops": [op.kind for op in blob.ops]}
+
+
 def convert(request: ConvertRequest) -> ConvertResult:
     """Convert and verify one model and write its bundle to ``request.out``; every stage is timed."""
     timer = StageTimer()
     with timer.stage("load"):
         inputs = load_inputs(request)
     flatbuffers = convert_flatbuffers(inputs.graph, inputs.x_calib, request.target, timer)
+    with timer.stage("blob"):
+        blob, blob_summary = engine_blob(flatbuffers.models["lce"])
     with timer.stage("parity"):
         parity = verify_parity(request.onnx, inputs, flatbuffers)
     timing_s = timer.summary()
@@ -223,9 +237,11 @@ def convert(request: ConvertRequest) -> ConvertResult:
             input_nchw=inputs.graph.input_shape, onnx_ops=inputs.graph.op_histogram(),
             models={ENGINES[kind][0]: fb for kind, fb in flatbuffers.models.items()},
             layers=flatbuffers.built.layers, parity=parity, calibration_images=len(inputs.x_calib), timing_s=timing_s)
+        result["engine_blob"] = blob_summary
         manifest = deploy_manifest(inputs.manifest, inputs.graph.input_shape, parity, flatbuffers.models,
-                                   flatbuffers.built.layers)
+                                   flatbuffers.built.layers, blob)
     with timer.stage("write"):
         eval_arrays = {"x": nchw_to_nhwc(inputs.x_eval)} | ({} if inputs.labels is None else {"y": inputs.labels})
-        write_bundle(request.out, manifest, flatbuffers.models, eval_arrays, result)
+        write_bundle(request.out, manifest, flatbuffers.models, eval_arrays, result,
+                     None if blob is None else blob.data)
     return ConvertResult(result, timer.summary(), request.out)

@@ -155,6 +155,11 @@ def render_markdown(report: dict[str, Any]) -> str:
             ref_margin = f"{par['reference']}_margin"
             lines += [f"| {d['index']} | {d[ref_key]} | {d['pred']} | {d[ref_margin]:.4g} | {d['margin']:.4g} |"
                       for d in e["listed"]]
+    blob = report.get("engine_blob")
+    if blob is not None:
+        lines += ["", "## C engine blob", ""]
+        lines.append(f"`model.blob`: {blob['bytes']} bytes, arena {blob['arena_bytes']} bytes, {len(blob['ops'])} ops "
+                     f"(format {blob['format_version']})" if blob["written"] else f"not written: {blob['reason']}")
     lines += ["", "## Ops per model", ""]
     for model, hist in report["ops"].items():
         lines.append(f"- {model}: " + ", ".join(f"{k} {v}" for k, v in hist.items()))

@@ -1,11 +1,13 @@
 """``bench.py doctor``: check a target before measuring it (reachable, architecture, 64-bit OS,
-glibc vs the binary's needs, the binary starts, Python for interpreter engines, LCE op coverage)."""
+glibc vs the binary's needs, the binary starts, Python for interpreter engines, the native C engine, LCE op
+coverage)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
+from bitat_edge.layout import BundleDir
 from runtime.bundle import load_bundle
 from runtime.devices import Device
 from runtime.elf import format_version, normalize_arch, parse_version, read_elf
@@ -13,7 +15,9 @@ from runtime.emulation.plugin import built_plugin
 from runtime.emulation.sysroot import NO_LITERT, built_sysroot
 from runtime.engines.base import Stager
 from runtime.engines.benchmark_binary import find_binary
+from runtime.engines.native import build_target
 from runtime.errors import BenchError
+from runtime.native import build
 from runtime.tflite_ops import LCE_CUSTOM_OPS, operator_counts
 
 _PY_CHECK = ("import importlib.util, sys; import numpy; "
@@ -76,6 +80,7 @@ def run_doctor(device: Device, bundle_path: str | None = None, binary: str | Non
                 checks.append(Check("python", "warn",
                                     f"{python} lacks numpy or larq-compute-engine; interpreter engines will not run "
                                     "there (the benchmark binary does not need Python)"))
+        checks.extend(_native_checks(device, stager, bundle_path))
         if bundle_path:
             checks.append(_coverage(bundle_path))
     finally:
@@ -137,6 +142,28 @@ def _emulation_checks(arch: str) -> list[Check]:
         facts = sysroot.facts()
         checks.append(Check("python", "ok", f"{arch} Python {facts['python']}, numpy {facts['numpy']}, "
                                             f"{', '.join(facts['wheels'])} in {sysroot.root} (LiteRT: TFLite baselines)"))
+    return checks
+
+
+def _native_checks(device: Device, stager: Stager, bundle_path: str | None) -> list[Check]:
+    """The C engine (``--engine native``): its program builds for the device and starts there; the bundle has
+    its compiled model."""
+    target = build_target(device.arch)
+    if target is None:
+        return [Check("native engine", "warn", f"no build target for arch '{device.arch}'")]
+    try:
+        program = build.program("bench", target)
+        done = stager.transport.run([stager.file(program, executable=True)], timeout=120)
+    except (build.BuildError, BenchError) as exc:
+        return [Check("native engine", "warn", f"{exc}; the other engines can still measure")]
+    if "usage: bitat_bench" not in done.stderr:
+        tail = done.output.strip().splitlines()[-1:] or ["no output"]
+        return [Check("native engine", "fail", f"bitat_bench ({target}) does not start: {tail[0]}")]
+    checks = [Check("native engine", "ok", f"bitat_bench built for {target} starts on the target")]
+    if bundle_path:
+        blob = BundleDir(load_bundle(bundle_path, kinds=("lce",)).root).blob
+        checks.append(Check("native model", "ok", f"{blob.name} present") if blob.is_file() else
+                      Check("native model", "warn", f"{blob.name} missing: re-run the convert stage for --engine native"))
     return checks
 
 

@@ -86,6 +86,19 @@ def read_elf(path: str | Path) -> ElfInfo:
                          f"{str(exc).splitlines()[0] if str(exc) else 'no detail'}); pass an intact binary") from None
 
 
+def elf_symbol(path: str | Path, name: str) -> int:
+    """The address of function ``name`` in the ELF file ``path`` (ARM: without the Thumb bit)."""
+    read_elf(path)  # one-line errors for missing or damaged files
+    with Path(path).open("rb") as handle:
+        elf = ELFFile(handle)
+        table = elf.get_section_by_name(".symtab")
+        symbols = table.get_symbol_by_name(name) if table is not None else None
+        if not symbols:
+            raise BenchError(f"{path}: no symbol {name} (a stripped binary?); rebuild it")
+        value = symbols[0]["st_value"]
+        return value & ~1 if elf["e_machine"] == "EM_ARM" else value
+
+
 def _summary(elf: ELFFile, source: str) -> ElfInfo:
     machine = elf["e_machine"]
     info = ElfInfo(source, MACHINES.get(machine, f"unknown({machine})"), elf.elfclass,

@@ -17,6 +17,7 @@ from runtime.engines import ENGINES
 from runtime.engines.base import Engine, Stager
 from runtime.engines.benchmark_binary import BenchmarkBinaryEngine
 from runtime.engines.interpreter import TfliteInterpreterEngine, interpreter_for
+from runtime.engines.native import NativeEngine
 from runtime.errors import BenchError
 from runtime.request import SessionRequest
 from runtime.results import SessionLog, read_csv, utc_stamp, write_session
@@ -26,13 +27,17 @@ from runtime.tflite_ops import custom_ops
 def choose_engine(kind: str, request: SessionRequest) -> Engine:
     """The engine for model ``kind``; 'auto' uses what the target offers: this machine's Python
     (interpreters), no Python (the benchmark binary), an emulation sysroot's Python (LiteRT for the TFLite
-    baselines, the benchmark binary for the LCE model), or a device's Python as the fallback when it has no binary."""
+    baselines, the benchmark binary for the LCE model), or a device's Python as the fallback when it has no binary.
+    On devices the LCE model runs on the native C engine when the bundle has its model.blob and the engine
+    builds for the device's architecture."""
     if request.engine != "auto":
         return ENGINES[request.engine].create(request)
     device = request.device
     python = device.capabilities.python
     if python == "harness":
         return interpreter_for(kind).create(request)
+    if kind == "lce" and NativeEngine.applies(request):
+        return NativeEngine.create(request)
     if python == "none" or (python == "sysroot" and kind == "lce"):
         return BenchmarkBinaryEngine.create(request)
     if python == "sysroot":  # the emulation sysroot has LiteRT for TFLite models, not LCE

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -95,9 +96,12 @@ def test_foreign_binary_net_converts_with_parity(foreign):
 def test_bundle_layout_matches_the_runtime_contract(foreign):
     root, out, report = foreign
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.tflite", "model_fp32.tflite", "model_int8.tflite", "eval.npz", "report.json", "report.md",
-         "manifest.json"])
+        ["model.tflite", "model_fp32.tflite", "model_int8.tflite", "model.blob", "eval.npz", "report.json",
+         "report.md", "manifest.json"])
     bundle = load_manifest(out / "manifest.json")
+    blob = (out / "model.blob").read_bytes()  # the C engine's model (tests/runtime/test_native_engine.py runs it)
+    assert bundle.deploy.blob.sha256 == hashlib.sha256(blob).hexdigest() and report["engine_blob"]["written"]
+    assert bundle.deploy.blob.arena_bytes == report["engine_blob"]["arena_bytes"] > 0
     assert bundle.deploy.input_shape == [1, 12, 12, 3] and bundle.deploy.input_layout == "NHWC"
     assert set(bundle.deploy.reference_top1) == {"lce", "fp32", "int8"}
     with np.load(out / "eval.npz") as data, np.load(root / "eval.npz") as src:
@@ -120,7 +124,7 @@ def test_convert_time_benchmark_runs_the_convert_run_pipeline(foreign, tmp_path)
         (run / name).write_bytes((root / source).read_bytes())
     result = convert_time.main([str(run), "--repeats", "1", "--results", str(tmp_path / "ct.json")])
     assert not (run / "deploy").exists()  # the benchmark never writes into the run
-    assert list(result["cold_seconds"]) == ["load", "build_keras", "lce", "fp32", "int8", "parity", "report",
+    assert list(result["cold_seconds"]) == ["load", "build_keras", "lce", "fp32", "int8", "blob", "parity", "report",
                                             "write", "conversion_total", "total"]
     assert result["output"]["lce_bconv2d"] == report["lce_bconv2d"] == 2
     assert result["output"]["calibration_images"] == report["calibration_images"] == 16

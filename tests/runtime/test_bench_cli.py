@@ -173,7 +173,7 @@ def test_bundle_mistakes_are_one_line(bundle_copy: Path):
     data["deploy"]["flavour"] = "x"
     manifest.write_text(json.dumps(data))
     line = one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
-    assert "unknown field 'deploy.flavour'; valid keys in 'deploy': input_layout, input_shape," in line
+    assert "unknown field 'deploy.flavour'; valid keys in 'deploy': blob, input_layout, input_shape," in line
     del data["deploy"]
     manifest.write_text(json.dumps(data))
     assert "field 'deploy' is missing" in one_line_error(invoke("--bundle", str(bundle_copy), "--model", "lce"))
