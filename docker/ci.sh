@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# CI step: build our engine's cross-compile image offline and use it, on a machine without a Docker daemon.
+#   bash docker/ci.sh [TARGET...]      (make docker-ci; TARGETs: aarch64 armv7 cortex-m, default all)
+# Starts a private dockerd (docker/dockerd.sh) whose data-root, ~/.cache/bitat-edge/dockerd (or
+# $BITAT_DOCKER_CACHE), keeps the base image and the layers between runs; builds the base image from the
+# Debian mirror when it is missing; then for each target builds the image with the toolchains, compiles the
+# engine inside it, and runs the engine's tests on those binaries under QEMU, printing one line per target
+# with the time of each step. Finally stops the daemon by its PID and fails if any process or mount it
+# started is left. Needs root (or sudo -n), docker.io, debootstrap, qemu-user and qemu-system-arm.
+set -euo pipefail
+SCRIPT=docker/ci.sh
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=docker/dockerd.sh
+. "$repo/docker/dockerd.sh"
+
+targets=("$@")
+[ "${#targets[@]}" -gt 0 ] || targets=(aarch64 armv7 cortex-m)
+data="${BITAT_DOCKER_CACHE:-$DOCKERD_DATA_ROOT_DEFAULT}"
+work="$(mktemp -d "${TMPDIR:-/tmp}/bitat-docker-ci.XXXXXX")"
+run="$work/d"  # short: the daemon's sockets live under it
+
+log() { echo "docker-ci: $*"; }
+now() { date +%s.%N; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN {printf "%.1f s", b - a}'; }
+
+step() {  # step NAME COMMAND...: run quietly into $work/NAME.log; on failure show its tail and fail
+  local name="$1"
+  shift
+  if ! "$@" >"$work/$name.log" 2>&1; then
+    tail -n 25 "$work/$name.log" >&2
+    log "FAILED: $name (last lines of its log above)"
+    return 1
+  fi
+}
+
+stopped=0
+stop_daemon() {
+  [ "$stopped" = 0 ] || return 0
+  stopped=1
+  local t0 pid
+  t0="$(now)"
+  pid="$(cat "$run/pid" 2>/dev/null || echo '?')"
+  if dockerd_stop "$run" "$data"; then
+    log "dockerd $pid stopped in $(since "$t0"); no process, mount or folder of it left (data-root $data kept as the cache)"
+  else
+    log "FAILED: dockerd $pid left something behind (listed above)"
+    return 1
+  fi
+}
+finish() {
+  local rc=$?
+  stop_daemon || rc=1
+  rm -rf "$work"
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT TERM
+
+[ "$(id -u)" = 0 ] || { echo "$SCRIPT: needs root (dockerd, debootstrap)" >&2; exit 3; }
+for tool in dockerd docker debootstrap; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "$SCRIPT: no $tool (apt-get install docker.io debootstrap)" >&2; exit 3; }
+done
+
+t0="$(now)"
+eval "export $(dockerd_start "$run" "$data")"
+export CONTAINER_ENGINE=docker
+log "dockerd $(cat "$run/pid") up in $(since "$t0") (data-root $data)"
+
+t0="$(now)"
+step base bash "$repo/docker/base_image.sh"
+log "base image: $(tail -n 1 "$work/base.log" | sed 's/^[^:]*: //') ($(since "$t0"))"
+
+engine_tests() {  # engine_tests TARGET: the engine's tests on the programs the image built, under QEMU
+  local build="$repo/runtime/native/build"
+  case "$1" in
+    aarch64) qemu-aarch64 -cpu cortex-a72 "$build/aarch64/bitat_selftest" ;;
+    armv7) qemu-arm -cpu cortex-a7 "$build/armv7/bitat_selftest" ;;
+    cortex-m) echo "compile check only: no Cortex-M program to run yet" ;;
+  esac
+}
+
+for target in "${targets[@]}"; do
+  t0="$(now)"
+  step "$target-image" bash "$repo/docker/build.sh" --image-only "$target"
+  image="$(since "$t0")"
+  t0="$(now)"
+  step "$target-compile" bash "$repo/docker/build.sh" --recompile "$target"
+  compiled="$(since "$t0")"
+  t0="$(now)"
+  step "$target-test" engine_tests "$target"
+  log "$target: image built in $image | engine compiled inside it in $compiled | its tests under QEMU passed in $(since "$t0") ($(tail -n 1 "$work/$target-test.log"))"
+done
+
+docker image prune --force >/dev/null  # drop images that newer builds replaced; the cache stays bounded
+stop_daemon
