@@ -6,7 +6,7 @@
 # Debian mirror when it is missing; then for each target builds the image with the toolchains, compiles the
 # engine inside it, and runs the engine's tests on those binaries under QEMU, printing one line per target
 # with the time of each step. Finally stops the daemon by its PID and fails if any process or mount it
-# started is left. Needs root (or sudo -n), docker.io, debootstrap, qemu-user and qemu-system-arm.
+# started is left. Needs root, docker.io, debootstrap, qemu-user and qemu-system-arm.
 set -euo pipefail
 SCRIPT=docker/ci.sh
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -15,6 +15,12 @@ repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 targets=("$@")
 [ "${#targets[@]}" -gt 0 ] || targets=(aarch64 armv7 cortex-m)
+for target in "${targets[@]}"; do
+  case "$target" in
+    aarch64|armv7|cortex-m) ;;
+    *) echo "usage: bash docker/ci.sh [aarch64|armv7|cortex-m ...] (unknown target '$target')" >&2; exit 2 ;;
+  esac
+done
 data="${BITAT_DOCKER_CACHE:-$DOCKERD_DATA_ROOT_DEFAULT}"
 work="$(mktemp -d "${TMPDIR:-/tmp}/bitat-docker-ci.XXXXXX")"
 run="$work/d"  # short: the daemon's sockets live under it
@@ -35,7 +41,7 @@ step() {  # step NAME COMMAND...: run quietly into $work/NAME.log; on failure sh
 
 stopped=0
 stop_daemon() {
-  [ "$stopped" = 0 ] || return 0
+  [ "$stopped" = 0 ] && [ -d "$run" ] || return 0  # dockerd_start cleans up after a failed start
   stopped=1
   local t0 pid
   t0="$(now)"
@@ -62,8 +68,8 @@ for tool in dockerd docker debootstrap; do
 done
 
 t0="$(now)"
-eval "export $(dockerd_start "$run" "$data")"
-export CONTAINER_ENGINE=docker
+host="$(dockerd_start "$run" "$data")" || exit 1
+export "${host?}" CONTAINER_ENGINE=docker
 log "dockerd $(cat "$run/pid") up in $(since "$t0") (data-root $data)"
 
 t0="$(now)"
@@ -91,5 +97,7 @@ for target in "${targets[@]}"; do
   log "$target: image built in $image | engine compiled inside it in $compiled | its tests under QEMU passed in $(since "$t0") ($(tail -n 1 "$work/$target-test.log"))"
 done
 
+left="$(docker ps --all --quiet)"
+[ -z "$left" ] || { log "FAILED: containers left: $left"; exit 1; }
 docker image prune --force >/dev/null  # drop images that newer builds replaced; the cache stays bounded
 stop_daemon

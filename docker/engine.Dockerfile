@@ -13,7 +13,7 @@ RUN apt-get update --error-on=any \
     && apt-get install -y --no-install-recommends \
        gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
-       gcc-arm-none-eabi libnewlib-arm-none-eabi picolibc-arm-none-eabi \
+       gcc-arm-none-eabi picolibc-arm-none-eabi \
        make python3 \
     && rm -rf /var/lib/apt/lists/*
 

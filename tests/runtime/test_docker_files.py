@@ -49,7 +49,7 @@ def test_engine_image_starts_from_the_name_base_image_sh_imports():
     assert "FROM debian:bookworm-slim AS toolchains\n" in text
     assert 'BASE_IMAGE=debian:bookworm-slim\n' in (DOCKER / "common.sh").read_text()
     for package in ("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "gcc-arm-linux-gnueabihf",
-                    "libc6-dev-armhf-cross", "gcc-arm-none-eabi", "python3"):
+                    "libc6-dev-armhf-cross", "gcc-arm-none-eabi", "picolibc-arm-none-eabi", "make", "python3"):
         assert f" {package} " in text.replace("\n", " ")
 
 
@@ -65,6 +65,7 @@ def test_scripts_parse_and_reject_bad_arguments():
     assert result.returncode == 2 and "unknown target 'riscv'" in result.stderr
     assert run(str(DOCKER / "build.sh"), "--fast", "aarch64").returncode == 2
     assert run(str(DOCKER / "dockerd.sh"), "restart").returncode == 2
+    assert run(str(DOCKER / "ci.sh"), "aarch64", "riscv").returncode == 2
     assert run(str(DOCKER / "base_image.sh"), "--forcefully").returncode == 2
 
 
