@@ -7,13 +7,14 @@ FROM debian:bookworm-slim AS toolchains
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
 ENV DEBIAN_FRONTEND=noninteractive
 # Pinned by the release (bookworm): point releases replace patch versions, so exact pins would rot.
-# --error-on=any: apt-get update exits 0 on an unreachable mirror otherwise.
+# --error-on=any: apt-get update exits 0 on an unreachable mirror otherwise. arm-none-eabi-gcc's default
+# headers (the engine's Cortex-M compile check) come from newlib; the MCU firmware links picolibc.
 # hadolint ignore=DL3008
 RUN apt-get update --error-on=any \
     && apt-get install -y --no-install-recommends \
        gcc-aarch64-linux-gnu libc6-dev-arm64-cross \
        gcc-arm-linux-gnueabihf libc6-dev-armhf-cross \
-       gcc-arm-none-eabi picolibc-arm-none-eabi \
+       gcc-arm-none-eabi libnewlib-arm-none-eabi picolibc-arm-none-eabi \
        make python3 \
     && rm -rf /var/lib/apt/lists/*
 

@@ -49,7 +49,7 @@ def test_engine_image_starts_from_the_name_base_image_sh_imports():
     assert "FROM debian:bookworm-slim AS toolchains\n" in text
     assert 'BASE_IMAGE=debian:bookworm-slim\n' in (DOCKER / "common.sh").read_text()
     for package in ("gcc-aarch64-linux-gnu", "libc6-dev-arm64-cross", "gcc-arm-linux-gnueabihf",
-                    "libc6-dev-armhf-cross", "gcc-arm-none-eabi", "picolibc-arm-none-eabi", "make", "python3"):
+                    "libc6-dev-armhf-cross", "gcc-arm-none-eabi", "libnewlib-arm-none-eabi", "picolibc-arm-none-eabi", "make", "python3"):
         assert f" {package} " in text.replace("\n", " ")
 
 
