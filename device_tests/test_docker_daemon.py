@@ -15,7 +15,10 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERD_SH = REPO / "docker" / "dockerd.sh"
-FIXED_DIRS = [Path("/run/docker"), Path("/run/containerd")]  # created by dockerd/containerd, not in their roots
+# Made by dockerd/containerd outside their roots: run-time folders and the parents of container cgroups.
+FIXED_DIRS = [Path("/run/docker"), Path("/run/containerd")] + [
+    Path(line.split()[1]) / "docker" for line in Path("/proc/self/mounts").read_text().splitlines()
+    if line.split()[2] in ("cgroup", "cgroup2")]
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("dockerd") is None, reason="no dockerd (apt-get install docker.io)"),
@@ -49,6 +52,17 @@ def leftovers(run: Path, data: Path) -> list[str]:
     return found
 
 
+def processes_in_cgroup_of(container: str) -> list[str]:
+    found = []
+    for cgroup in Path("/proc").glob("[0-9]*/cgroup"):
+        try:
+            if f"/docker/{container}" in cgroup.read_text() and alive(int(cgroup.parent.name)):
+                found.append(cgroup.parent.name)
+        except OSError:
+            continue
+    return found
+
+
 def alive(pid: int) -> bool:
     """Running, not a zombie its parent (here: init) has yet to reap."""
     try:
@@ -58,14 +72,24 @@ def alive(pid: int) -> bool:
 
 
 def program_image(tmp_path: Path) -> Path:
-    """A one-file root filesystem: a static program that exits with its argument count."""
-    source = tmp_path / "argc.c"
-    source.write_text("int main(int argc, char **argv) { (void)argv; return argc; }\n")
-    subprocess.run(["gcc", "-static", "-O2", "-o", str(tmp_path / "argc"), str(source)], check=True)
+    """A root filesystem of two static programs: /argc exits with its argument count, /sleep waits."""
     tarball = tmp_path / "rootfs.tar"
     with tarfile.open(tarball, "w") as tar:
-        tar.add(tmp_path / "argc", arcname="argc")
+        for name, body in (("argc", "(void)argv; return argc;"), ("sleep", "(void)argc; (void)argv; sleep(300);")):
+            source = tmp_path / f"{name}.c"
+            source.write_text(f"#include <unistd.h>\nint main(int argc, char **argv) {{ {body} return 0; }}\n")
+            subprocess.run(["gcc", "-static", "-O2", "-o", str(tmp_path / name), str(source)], check=True)
+            tar.add(tmp_path / name, arcname=name)
     return tarball
+
+
+def docker_cli(run: Path):
+    env = {**os.environ, "DOCKER_HOST": f"unix://{run}/docker.sock"}
+
+    def docker(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, env=env)
+
+    return docker
 
 
 def test_private_dockerd_runs_a_container_and_leaves_nothing_behind(tmp_path: Path, run_dir: Path):
@@ -77,11 +101,7 @@ def test_private_dockerd_runs_a_container_and_leaves_nothing_behind(tmp_path: Pa
         assert start.returncode == 0, start.stderr
         assert start.stdout.strip() == f"DOCKER_HOST=unix://{run_dir}/docker.sock"
         pid = int((run_dir / "pid").read_text())
-        env = {**os.environ, "DOCKER_HOST": f"unix://{run_dir}/docker.sock"}
-
-        def docker(*args: str) -> subprocess.CompletedProcess:
-            return subprocess.run(["docker", *args], capture_output=True, text=True, timeout=120, env=env)
-
+        docker = docker_cli(run_dir)
         assert docker("import", str(tarball), "bitat-edge/argc:test").returncode == 0
         ran = docker("run", "--rm", "--network=host", "bitat-edge/argc:test", "/argc", "a", "b")
         assert ran.returncode == 3, ran.stderr
@@ -91,7 +111,7 @@ def test_private_dockerd_runs_a_container_and_leaves_nothing_behind(tmp_path: Pa
     assert stop.returncode == 0, stop.stderr
     assert not alive(pid) and not run_dir.exists()
     assert leftovers(run_dir, data) == []
-    assert {d: d.exists() for d in FIXED_DIRS if not existed[d]} == {d: False for d in FIXED_DIRS if not existed[d]}
+    assert [d for d in FIXED_DIRS if not existed[d] and d.exists()] == []
     assert (data / "image").is_dir(), "the data-root is the cache and stays"
 
 
@@ -120,3 +140,22 @@ def test_a_daemon_that_exits_at_once_is_reported_with_its_log(tmp_path: Path, ru
     assert start.returncode == 1 and start.stdout == ""
     assert "dockerd.sh: dockerd did not come up" in start.stderr and "failed to start daemon: the reason" in start.stderr
     assert not run_dir.exists()
+
+
+def test_stop_also_ends_what_a_killed_dockerd_left_running(tmp_path: Path, run_dir: Path):
+    data = tmp_path / "data"
+    existed = {d: d.exists() for d in FIXED_DIRS}
+    tarball = program_image(tmp_path)
+    start = dockerd("start", run_dir, data)
+    assert start.returncode == 0, start.stderr
+    pid = int((run_dir / "pid").read_text())
+    docker = docker_cli(run_dir)
+    assert docker("import", str(tarball), "bitat-edge/sleep:test").returncode == 0
+    container = docker("run", "--detach", "--network=host", "bitat-edge/sleep:test", "/sleep").stdout.strip()
+    os.kill(pid, 9)  # a crashed daemon: the container and its shim keep running
+    stop = dockerd("stop", run_dir, data)
+    assert stop.returncode == 0, stop.stderr
+    assert "killing container process" in stop.stderr and f"that dockerd {pid} left running" in stop.stderr
+    assert not run_dir.exists() and leftovers(run_dir, data) == []
+    assert container and processes_in_cgroup_of(container) == []
+    assert [d for d in FIXED_DIRS if not existed[d] and d.exists()] == []
