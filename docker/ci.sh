@@ -94,7 +94,7 @@ engine_tests() {  # engine_tests TARGET: the engine's own tests for TARGET, run 
   summary="$(tail -n 1 "$work/$1-pytest.log")"
   case "$summary" in
     *skipped*) echo "tests were skipped ($summary): they must run here"; return 1 ;;
-    *passed*) summary="$(sed -E 's/ in [0-9.]+s.*$//; s/, [0-9]+ deselected//' <<<"$summary")"
+    *passed*) summary="$(sed -E 's/ in [0-9.]+s.*$//; s/, [0-9]+ (deselected|warnings?)//g' <<<"$summary")"
       if [ "$name" = cortex-m4 ]; then
         echo "$summary: compile check (no Cortex-M program runs here)"
       else
