@@ -4,9 +4,13 @@
 # Starts a private dockerd (docker/dockerd.sh) whose data-root, ~/.cache/bitat-edge/dockerd (or
 # $BITAT_DOCKER_CACHE), keeps the base image and the layers between runs; builds the base image from the
 # Debian mirror when it is missing; then for each target builds the image with the toolchains, compiles the
-# engine inside it, and runs the engine's tests on those binaries under QEMU, printing one line per target
-# with the time of each step. Finally stops the daemon by its PID and fails if any process or mount it
-# started is left. Needs root, docker.io, debootstrap, qemu-user and qemu-system-arm.
+# engine inside it, and runs the engine's own tests (tests/runtime/test_native_engine.py) on those programs
+# (aarch64, armv7 under qemu-user; Cortex-M: compile check), printing one line per target with the time of
+# each step. Finally stops the daemon by its PID and fails if any process or mount it started is left.
+# Needs root, docker.io, debootstrap, qemu-user, the project venv (.venv), and on the host the same Debian
+# bookworm cross compilers as the image (gcc-aarch64-linux-gnu libc6-dev-arm64-cross gcc-arm-linux-gnueabihf
+# libc6-dev-armhf-cross gcc-arm-none-eabi): the tests run the image's build only when the builder's stamp,
+# which includes the compiler version, matches; otherwise they would rebuild it, and this step fails.
 set -euo pipefail
 SCRIPT=docker/ci.sh
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
