@@ -10,10 +10,12 @@ RUN ?= runs/fmnist_bitat
 DEVICE ?= host
 PYTEST_ARGS ?=
 
-.PHONY: help setup data train train-float convert bench emulation bench-arm-emulated test lint clean-venv docker-aarch64 docker-armv7 docker-android_arm64
+.PHONY: help setup data train train-float convert bench emulation bench-arm-emulated test lint clean-venv \
+	docker-base docker-ci docker-aarch64 docker-armv7 docker-cortex-m \
+	docker-lce-aarch64 docker-lce-armv7 docker-lce-android_arm64
 
 help:  ## list the targets
-	@grep -E '^[a-zA-Z_0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -E '^[a-zA-Z_0-9 -]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | column -t -s $$'\t'
 
 setup: $(STAMP)  ## create .venv with every stage's dependencies (fast when already done)
 
@@ -57,7 +59,16 @@ lint: setup  ## ruff on the code, hadolint on the Dockerfiles
 	$(BIN)/ruff check bitat_edge train convert runtime tests device_tests benchmarks
 	$(BIN)/hadolint docker/*.Dockerfile
 
-docker-aarch64 docker-armv7 docker-android_arm64: docker-%:  ## cross-compile lce_benchmark_model (needs a Docker engine)
+docker-aarch64 docker-armv7 docker-cortex-m: docker-%:  ## cross-compile our engine in a container (Docker or Podman)
+	bash docker/build.sh $*
+
+docker-base:  ## offline: build debian:bookworm-slim from your Debian mirror (debootstrap, root)
+	bash docker/base_image.sh
+
+docker-ci:  ## CI step: private dockerd, build every engine target in its image, test it under QEMU
+	bash docker/ci.sh
+
+docker-lce-aarch64 docker-lce-armv7 docker-lce-android_arm64: docker-%:  ## LCE's lce_benchmark_model (needs internet)
 	bash docker/build.sh $*
 
 clean-venv:

@@ -39,7 +39,7 @@ def test_adb_push_run_pull_and_facts(tmp_path: Path):
         t.close()
 
 
-@pytest.mark.skipif(not BINARY.is_file(), reason="no lce_benchmark_model_android_arm64 (make docker-android_arm64)")
+@pytest.mark.skipif(not BINARY.is_file(), reason="no lce_benchmark_model_android_arm64 (make docker-lce-android_arm64)")
 def test_bench_on_android(device_bundle: Path, tmp_path: Path):
     args = ["--device", "android", "--transport", f"adb:{SERIAL}", "--binary", str(BINARY), "--bundle",
             str(device_bundle), "--model", "lce", "--runs", "5", "--windows", "2", "--out", str(tmp_path)]

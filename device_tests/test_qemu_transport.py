@@ -57,7 +57,7 @@ def _benchmark_binary() -> Path | None:
 
 
 @pytest.mark.skipif(_benchmark_binary() is None,
-                    reason="no lce_benchmark_model_aarch64 (build it with `make docker-aarch64` or set LCE_BENCHMARK_MODEL)")
+                    reason="no lce_benchmark_model_aarch64 (build it with `make docker-lce-aarch64` or set LCE_BENCHMARK_MODEL)")
 def test_lce_benchmark_model_under_qemu(device_bundle: Path, tmp_path: Path):
     binary = _benchmark_binary()
     doctor = CliRunner().invoke(cli, ["doctor", "--device", "qemu-aarch64", "--binary", str(binary),

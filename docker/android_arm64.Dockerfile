@@ -1,10 +1,12 @@
 # Cross-compiles LCE's lce_benchmark_model for Android arm64-v8a (PIE), following LCE v0.16.0's
 # release workflow: NDK 25.2.9519653, API 30, build-tools 31.0.0 via third_party/install_android.sh,
-# Java 8, then configure.py with LCE_SET_ANDROID_WORKSPACE=1. Build with `make docker-android_arm64`.
+# Java 8, then configure.py with LCE_SET_ANDROID_WORKSPACE=1.
+# NOT BUILDABLE OFFLINE: it pulls ubuntu:22.04 and fetches Bazel, the Android NDK/SDK, LCE and
+# TensorFlow from the internet, so our CI never builds it. With internet: `make docker-lce-android_arm64`.
 # Base pinned by tag; no digest is recorded (none could be verified offline): pass
 # --build-arg BASE_IMAGE=ubuntu:22.04@sha256:<digest> to pin one.
 ARG BASE_IMAGE=ubuntu:22.04
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS build
 
 ARG LCE_TAG=v0.16.0
 ARG BAZELISK_VERSION=v1.19.0
@@ -44,3 +46,6 @@ RUN ./third_party/install_android.sh \
     && mkdir -p /out \
     && cp bazel-bin/larq_compute_engine/tflite/benchmark/lce_benchmark_model /out/lce_benchmark_model \
     && bazelisk shutdown
+
+FROM scratch AS artifacts
+COPY --from=build /out /out

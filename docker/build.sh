@@ -1,37 +1,69 @@
 #!/usr/bin/env bash
-# Build lce_benchmark_model for TARGET in Docker and place it where bench.py looks for it:
-#   bash docker/build.sh aarch64|armv7|android_arm64   (make docker-<target>)
-# Output: runtime/bin/lce_benchmark_model_<aarch64|aarch32|android_arm64> (LCE's release names).
+# Build TARGET in a container image (Docker, or Podman/Buildah: whichever is usable) and place its files
+# where bench.py looks for them:
+#   bash docker/build.sh [--image-only] [--recompile] [--out DIR] TARGET      (make docker-<TARGET>)
+# Our engine, offline-buildable from Debian bookworm packages (docker/engine.Dockerfile):
+#   aarch64, armv7, cortex-m
+# LCE's lce_benchmark_model, built with Bazel from GitHub: NEEDS INTERNET (docker/linux.Dockerfile,
+# docker/android_arm64.Dockerfile); output runtime/bin/lce_benchmark_model_<aarch64|aarch32|android_arm64>:
+#   lce-aarch64, lce-armv7, lce-android_arm64
+# --image-only builds just the image with the toolchains; --recompile compiles even when the sources did
+# not change (the layer cache would reuse the last build); --out DIR places the files in DIR instead.
+# CONTAINER_ENGINE=docker|podman|buildah picks the engine when several are installed.
 set -euo pipefail
+SCRIPT=docker/build.sh
+repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=docker/common.sh
+. "$repo/docker/common.sh"
 
-usage() { echo "usage: bash docker/build.sh aarch64|armv7|android_arm64" >&2; exit 2; }
+usage() {
+  echo "usage: bash docker/build.sh [--image-only] [--recompile] [--out DIR] aarch64|armv7|cortex-m|lce-aarch64|lce-armv7|lce-android_arm64" >&2
+  exit 2
+}
+
+image_only=0 recompile=0 out=""
+while [ "$#" -gt 1 ]; do
+  case "$1" in
+    --image-only) image_only=1; shift ;;
+    --recompile) recompile=1; shift ;;
+    --out) out="$2"; shift 2 ;;
+    *) usage ;;
+  esac
+done
 [ "$#" -eq 1 ] || usage
 target="$1"
-repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+# lce DOCKERFILE NAME [BUILD_ARG]: LCE's image names its binary lce_benchmark_model; bench.py wants NAME.
+lce() {
+  dockerfile="$1" rename="$2" args=("${@:3}") name=bitat-edge/lce context="$repo/docker" image_stage=build
+  dest="$repo/runtime/bin"
+}
+rename=""
 case "$target" in
-  aarch64)       dockerfile=linux.Dockerfile;         args=(--build-arg BAZEL_CONFIG=aarch64); suffix=aarch64 ;;
-  armv7)         dockerfile=linux.Dockerfile;         args=(--build-arg BAZEL_CONFIG=rpi3);    suffix=aarch32 ;;
-  android_arm64) dockerfile=android_arm64.Dockerfile; args=();                                 suffix=android_arm64 ;;
-  *) echo "docker/build.sh: unknown target '$target'" >&2; usage ;;
+  aarch64|armv7|cortex-m)  # TARGET: the engine builder's name (runtime/native/build.py)
+    dockerfile=engine.Dockerfile name=bitat-edge/engine context="$repo" image_stage=toolchains
+    dest="$repo/runtime/native/build"
+    args=("TARGET=$target")
+    [ "$target" != cortex-m ] || args=(TARGET=cortex-m4) ;;
+  lce-aarch64) lce linux.Dockerfile lce_benchmark_model_aarch64 BAZEL_CONFIG=aarch64 ;;
+  lce-armv7) lce linux.Dockerfile lce_benchmark_model_aarch32 BAZEL_CONFIG=rpi3 ;;
+  lce-android_arm64) lce android_arm64.Dockerfile lce_benchmark_model_android_arm64 ;;
+  *) echo "$SCRIPT: unknown target '$target'" >&2; usage ;;
 esac
+dest="${out:-$dest}"
 
-if ! command -v docker >/dev/null 2>&1; then
-  echo "docker/build.sh: no 'docker' command; install Docker (or build natively with CMake, see docs) and retry" >&2
-  exit 3
+pick_engine
+if ! image_exists "$(base_ref)" && [ "$dockerfile" = engine.Dockerfile ]; then
+  echo "$SCRIPT: $BASE_IMAGE is not local; $ENGINE will pull it (offline: make docker-base builds it from your Debian mirror)"
 fi
-if ! docker info >/dev/null 2>&1; then
-  echo "docker/build.sh: the Docker engine is not reachable ('docker info' failed); start it or check permissions" >&2
-  exit 3
-fi
+build_stage "$repo/docker/$dockerfile" "$context" "$image_stage" "$name:$image_stage" "${args[@]}"
+[ "$image_only" = 0 ] || exit 0
+[ "$recompile" = 0 ] || args+=("BUILD_ID=$(date +%s.%N)")
+build_stage "$repo/docker/$dockerfile" "$context" artifacts "$name:$target" "${args[@]}"
 
-image="bitat-edge/lce-benchmark-model:${target}"
-docker build -f "$repo/docker/$dockerfile" "${args[@]}" -t "$image" "$repo/docker"
-container="$(docker create "$image")"
-trap 'docker rm -f "$container" >/dev/null 2>&1 || true' EXIT
-mkdir -p "$repo/runtime/bin"
-out="$repo/runtime/bin/lce_benchmark_model_${suffix}"
-docker cp "$container:/out/lce_benchmark_model" "$out.tmp"
-chmod 755 "$out.tmp"
-mv -f "$out.tmp" "$out"
-echo "docker/build.sh: wrote $out"
+mkdir -p "$dest"
+staging="$(mktemp -d "$dest/.docker-build.XXXXXX")"
+trap 'rm -rf "$staging"' EXIT
+export_out "$name:$target" "$staging/out"
+[ -z "$rename" ] || mv "$staging/out/lce_benchmark_model" "$staging/out/$rename"
+install_files "$staging/out" "$dest"

@@ -1,10 +1,12 @@
 # Cross-compiles LCE's lce_benchmark_model for ARM Linux (aarch64: Raspberry Pi 4/5 64-bit OS;
 # rpi3: armv7 armhf). Mirrors LCE v0.16.0's release workflow (.github/workflows/release.yml).
-# Build with `make docker-aarch64` / `make docker-armv7` (docker/build.sh); not built in our CI.
+# NOT BUILDABLE OFFLINE: it pulls ubuntu:22.04 and fetches Bazel, LCE and TensorFlow from GitHub, so
+# our CI never builds it (our own engine's image, engine.Dockerfile, is). With internet:
+# `make docker-lce-aarch64` / `make docker-lce-armv7` (docker/build.sh).
 # Base pinned by tag; no digest is recorded (none could be verified offline): pass
 # --build-arg BASE_IMAGE=ubuntu:22.04@sha256:<digest> to pin one.
 ARG BASE_IMAGE=ubuntu:22.04
-FROM ${BASE_IMAGE}
+FROM ${BASE_IMAGE} AS build
 
 ARG LCE_TAG=v0.16.0
 ARG BAZELISK_VERSION=v1.19.0
@@ -37,3 +39,6 @@ RUN echo "" | python3 configure.py \
     && mkdir -p /out \
     && cp bazel-bin/larq_compute_engine/tflite/benchmark/lce_benchmark_model /out/lce_benchmark_model \
     && bazelisk shutdown
+
+FROM scratch AS artifacts
+COPY --from=build /out /out

@@ -57,7 +57,7 @@ class Profile(schema.Schema):
     transport: str  # a transport kind; ssh/adb take their address from the inventory
     threads: Positive = 1
     binary: str = ""  # suffix of runtime/bin/lce_benchmark_model_<binary>
-    docker_target: str = ""  # `make docker-<target>` builds that binary
+    docker_target: str = ""  # `make docker-lce-<target>` builds that binary
     qemu: QemuSettings | None = None
 
 

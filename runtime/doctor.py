@@ -94,7 +94,7 @@ def _binary_checks(path: Path, device: Device, glibc: str, stager: Stager) -> li
     if info.machine != device.arch:
         return [Check("binary architecture", "fail",
                       f"{path.name} is built for {info.machine}, the target is {device.arch}; use "
-                      f"lce_benchmark_model_{device.binary or device.arch} (make docker-{device.docker_target or '...'})")]
+                      f"lce_benchmark_model_{device.binary or device.arch} (make docker-lce-{device.docker_target or '...'})")]
     checks.append(Check("binary architecture", "ok", f"{path.name}: {info.machine}, {info.bits}-bit, "
                         f"{'dynamically' if info.dynamic else 'statically'} linked"))
     need, have = info.glibc_required, parse_version(glibc) if glibc else None

@@ -33,7 +33,7 @@ def find_binary(suffix: str, option: str | None = None, inventory_path: str | No
                          "or set LCE_BENCHMARK_MODEL")
     default = BIN_DIR / f"lce_benchmark_model_{suffix}"
     if not default.is_file():
-        make = f"`make docker-{docker_target}` (needs Docker)" if docker_target else "the docker/ images"
+        make = f"`make docker-lce-{docker_target}` (needs Docker and internet)" if docker_target else "the docker/ images"
         raise BenchError(
             f"no lce_benchmark_model binary found (looked for {default}); build it with {make}, "
             "or pass --binary PATH / set LCE_BENCHMARK_MODEL"

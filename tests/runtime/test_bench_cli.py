@@ -107,7 +107,7 @@ def test_qemu_device_without_binary_says_how_to_build_it(bundle_copy: Path, monk
     if (REPO / "runtime" / "bin" / "lce_benchmark_model_aarch64").exists():
         pytest.skip("a benchmark binary is installed")
     result = invoke("--device", "qemu-aarch64", "--bundle", str(bundle_copy))
-    assert result.exit_code == 1 and "make docker-aarch64" in result.output
+    assert result.exit_code == 1 and "make docker-lce-aarch64" in result.output
 
 
 def test_user_errors_are_one_sentence_without_traceback(tmp_path: Path):
