@@ -14,20 +14,27 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import larq as lq
 import numpy as np
 import onnx
-import tensorflow as tf
 
 from bitat_edge.precision import FLOAT, W1A1
 from convert import padding
+from convert.deferred import Deferred
 from convert.errors import UnsupportedOpError
-from convert.keras_layers import Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D
 from convert.onnx_graph import LOAD_RULES, ConvLowering, attrs, onnx_pads, pad_node_spatial
 from convert.ops import Handler, OpRegistry
 
 if TYPE_CHECKING:
+    import larq as lq
+    import tensorflow as tf
+
     from convert.keras_builder import Builder
+    from convert.keras_layers import Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D
+else:  # imported by the first handler that runs: listing the op set needs no TensorFlow (convert.deferred)
+    tf, lq = Deferred("tensorflow"), Deferred("larq")
+    Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D = (
+        Deferred("convert.keras_layers", name)
+        for name in ("Affine", "Clip", "Elementwise", "GroupedConv2D", "HardSigmoid", "HardSwish", "Pad2D"))
 
 BINARY_DENSE_REASON = "binary dense layers stay float in LCE (LceQuantize -> LceDequantize -> FULLY_CONNECTED)"
 
@@ -164,10 +171,11 @@ def _softmax(b: Builder, node: onnx.NodeProto) -> None:
 
 # -- element-wise arithmetic and concatenation ------------------------------------------------------
 
-def _elementwise(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Handler:
-    """The handler of a binary element-wise op computing ``fn``."""
+def _elementwise(name: str) -> Handler:
+    """The handler of a binary element-wise op computing ``tf.<name>``."""
 
     def lower(b: Builder, node: onnx.NodeProto) -> None:
+        fn = getattr(tf, name)
         const_idx = [i for i in (0, 1) if node.input[i] in b.graph.consts]
         if len(const_idx) == 2:
             raise UnsupportedOpError(node.name, node.op_type, "both inputs are constants (not folded)")
@@ -185,11 +193,11 @@ def _elementwise(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Handler:
 
 
 _OPERANDS = "tensor with constant (NCHW broadcast), or two tensors of equal rank"
-LOWERINGS.lowers("Add", accepts=_OPERANDS, becomes="`tf.add`")(_elementwise(tf.add))
+LOWERINGS.lowers("Add", accepts=_OPERANDS, becomes="`tf.add`")(_elementwise("add"))
 LOWERINGS.lowers("Sub", accepts=f"{_OPERANDS}; `Sub(x, threshold)` before a binarizer is the learned threshold",
-                 becomes="`tf.subtract`")(_elementwise(tf.subtract))
-LOWERINGS.lowers("Mul", accepts=_OPERANDS, becomes="`tf.multiply`")(_elementwise(tf.multiply))
-LOWERINGS.lowers("Div", accepts=_OPERANDS, becomes="`tf.divide`")(_elementwise(tf.divide))
+                 becomes="`tf.subtract`")(_elementwise("subtract"))
+LOWERINGS.lowers("Mul", accepts=_OPERANDS, becomes="`tf.multiply`")(_elementwise("multiply"))
+LOWERINGS.lowers("Div", accepts=_OPERANDS, becomes="`tf.divide`")(_elementwise("divide"))
 
 
 @LOWERINGS.lowers("Concat", accepts="axis 1/2/3 of 4-D tensors, axis 1 of 2-D tensors",
@@ -206,7 +214,7 @@ def _concat(b: Builder, node: onnx.NodeProto) -> None:
 
 # -- pooling ----------------------------------------------------------------------------------------
 
-PadLayer = Callable[[tuple[int, int, int, int], tuple[int, int]], tf.keras.layers.Layer | None]
+PadLayer = Callable[[tuple[int, int, int, int], tuple[int, int]], "tf.keras.layers.Layer | None"]
 """An explicit pad before a VALID pool, given the canonical pads and the kernel; None where none is exact."""
 
 

@@ -64,10 +64,10 @@ def test_package_never_imports_forbidden(package, forbidden):
 
 
 def test_converting_imports_tensorflow_only_once_the_inputs_are_checked():
-    """What loads and checks the inputs, writes bundles and reports, and the CLI itself load no TensorFlow, so a
-    user mistake fails fast and quietly (the modules that build and run flatbuffers import it)."""
+    """What loads and checks the inputs, writes bundles and reports, the op registry (`convert ops`) and the CLI
+    itself load no TensorFlow, so a user mistake fails fast and quietly (building and running flatbuffers does)."""
     light = ["convert.cli", "convert.pipeline", "convert.onnx_graph", "convert.bundle", "convert.gate",
-             "convert.engines", "convert.report", "convert.ops", "bitat_edge.cli"]
+             "convert.engines", "convert.report", "convert.ops", "convert.lowering", "bitat_edge.cli"]
     outcome = _probe(light, ["tensorflow", "larq", "larq_compute_engine", "onnxruntime"])
     assert outcome["module"] is None, f"importing {outcome['module']} loaded {outcome['loaded']}"
 
