@@ -430,3 +430,12 @@ for _op, _accepts, _becomes in LOAD_RULES:
 
 SUPPORTED_OPS: dict[str, str] = LOWERINGS.lines()
 """Op -> what is accepted and what it becomes (``bitat-edge convert ops``)."""
+
+
+def handler_for(node: onnx.NodeProto) -> Handler:
+    """The handler that lowers ``node``; ``UnsupportedOpError`` when its op is outside the op set (no TensorFlow
+    needed: the pipeline checks every node before conversion starts)."""
+    handler = LOWERINGS.handler(node.op_type)
+    if handler is None:
+        raise UnsupportedOpError(node.name, node.op_type, "this op is outside the supported op set")
+    return handler

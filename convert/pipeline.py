@@ -33,6 +33,7 @@ from convert.bundle import check_outputs, deploy_manifest, discard_rejected, wri
 from convert.engines import ENGINES, WITHOUT_DELEGATE, nchw_to_nhwc, run_onnx
 from convert.errors import ConvertError, ParityGateError
 from convert.gate import ParityGate
+from convert.lowering import handler_for
 from convert.onnx_graph import Graph, load_graph
 from convert.quiet import quiet
 
@@ -180,14 +181,17 @@ def load_inputs(request: ConvertRequest) -> Inputs:
     if manifest.input.layout != "NCHW" or tuple(manifest.input.shape) != graph.input_shape:
         raise ConvertError(f"{request.manifest}: input.shape {manifest.input.shape} ({manifest.input.layout}) does "
                            f"not match the ONNX input {list(graph.input_shape)} (NCHW)")
-    output = graph.shapes.get(graph.output_name)
-    check_classes(manifest, output[-1] if output is not None and len(output) == 2 else None, request)
     x_eval, labels, torch_logits = _eval_set(request, graph.input_shape, manifest.num_classes)
     if request.calib_npz is None:
         x_calib = x_eval[:CALIB_FROM_EVAL]
     else:
         calib = read_npz(request.calib_npz, "calibration", ConvertError)
         x_calib = _images(calib["x"], graph.input_shape, request.calib_npz, "calibration")
+    for node in graph.nodes:  # every op is in the op set, before TensorFlow starts
+        if node.name not in graph.binarizer_nodes:
+            handler_for(node)
+    output = graph.shapes.get(graph.output_name)
+    check_classes(manifest, output[-1] if output is not None and len(output) == 2 else None, request)
     return Inputs(manifest, graph, x_eval, x_calib, labels, torch_logits)
 
 
