@@ -276,8 +276,9 @@ def test_run_dir_with_a_bad_manifest_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_unwritable_bundle_directory_is_one_line(tmp_path):
     net = OnnxNet((1, 2, 4, 4))
-    y = net.op("Flatten", [net.op("Relu", [net.input])])
-    model = net.save(tmp_path / "f.onnx", y, output_shape=[1, 32])
+    y = net.op("Flatten", [net.op("GlobalAveragePool", [net.op("Relu", [net.input])])])
+    logits = net.op("Gemm", [y, net.const(np.ones((len(CLASSES), 2))), net.const(np.zeros(len(CLASSES)))], transB=1)
+    model = net.save(tmp_path / "f.onnx", logits, output_shape=[1, len(CLASSES)])
     (tmp_path / "file").write_text("a regular file, not a directory")
     out = tmp_path / "file" / "bundle"
     result = _invoke("onnx", model, "--manifest", _manifest(tmp_path / "m.json", (1, 2, 4, 4)), "--out", out)
