@@ -99,6 +99,7 @@ class Measurement(schema.Schema):
     engine: str
     engine_version: str
     backend: str
+    delegate: str = ""  # what ran the model besides the engine's own kernels ("none", "xnnpack ..."); "" unknown
     latency: Latency | None = None
     instructions: Instructions | None = None
     peak_memory_mb: float | None = None

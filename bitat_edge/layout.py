@@ -12,6 +12,7 @@ runs/<name>/config.yaml         resolved train config, written before training
             eval.npz            preprocessed test split: x (NCHW float32), y, torch_logits
             calib.npz           calibration images: x (NCHW float32)
             deploy/             the bundle (BundleDir)
+            deploy.rejected/    report.json, report.md of a conversion that failed its parity gate
             bench/              bench sessions: <device>-<UTC stamp>/{log.txt, results.json, results.txt},
                                 results.csv, plots
 ```
@@ -62,9 +63,27 @@ class BundleDir:
             raise ValueError(f"unknown model kind {kind!r}; one of {', '.join(MODEL_KINDS)}")
         return self.root / names[kind]
 
+    @property
+    def rejected(self) -> Path:
+        """Beside the bundle: the report of a conversion that failed its parity gate (no bundle written)."""
+        return self.root.with_name(self.root.name + ".rejected")
+
+    def members(self) -> tuple[Path, ...]:
+        """Every file a bundle may hold: each path property of this class inside ``root``, and the flatbuffers."""
+        paths = [getattr(self, name) for name, value in vars(type(self)).items() if isinstance(value, property)]
+        return (*(p for p in paths if p.parent == self.root), *(self.model(kind) for kind in MODEL_KINDS))
+
     def is_bundle(self) -> bool:
         """Whether this directory holds a bundle (its manifest and LCE flatbuffer)."""
         return self.manifest.is_file() and self.model("lce").is_file()
+
+    def not_a_bundle(self) -> str:
+        """Why this directory may not be replaced by a new bundle ("" when it is a bundle and holds nothing else)."""
+        if not self.is_bundle():
+            return f"no {self.manifest.name} and {self.model('lce').name}"
+        members = {p.name for p in self.members()}
+        foreign = sorted(p.name for p in self.root.iterdir() if p.name not in members)
+        return f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not part of a bundle" if foreign else ""
 
 
 @dataclass(frozen=True)
@@ -76,6 +95,10 @@ class RunDir:
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> RunDir:
         return cls(Path(path))
+
+    def not_a_run(self) -> str:
+        """Why this directory is not a run directory ("" when it is: training wrote its config and env.json)."""
+        return "" if self.config.is_file() and self.env.is_file() else f"no {self.config.name} and {self.env.name}"
 
     @property
     def config(self) -> Path:

@@ -1,30 +1,33 @@
 """The deploy bundle: its manifest (with the ``deploy`` section) and writing it, all or nothing.
 
-The bundle is built in a temporary sibling directory and renamed into place only when every file
-is written, so a failed write leaves the previous bundle (or nothing) behind. File names come from
-``bitat_edge.layout.BundleDir``.
+``check_outputs`` refuses an output directory that is not a previous bundle (before any work);
+``write_bundle`` builds the bundle in a hidden sibling and swaps it in atomically
+(``bitat_edge.outdir.replace``): at every instant the output is the complete old bundle or the complete
+new one, also under kill -9. A conversion that fails its parity gate writes only its report, into
+``BundleDir.rejected``. File names come from ``bitat_edge.layout.BundleDir``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import os
 import shutil
-import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bitat_edge import manifest as mf
-from bitat_edge.atomic import write_bytes, write_json, write_text
+from bitat_edge import outdir
+from bitat_edge.atomic import atomic_open, write_bytes, write_json, write_text
 from bitat_edge.layout import BundleDir
 from convert import report
 from convert.blob import CompiledBlob
 from convert.engines import ENGINES
 from convert.errors import ConvertError
-from convert.keras_builder import LayerRecord
+
+if TYPE_CHECKING:
+    from convert.keras_builder import LayerRecord
 
 
 def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: dict[str, Any],
@@ -46,14 +49,19 @@ def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: 
     return manifest.model_copy(update={"deploy": deploy, "layers": specs})
 
 
-def _replace_dir(tmp: Path, out: Path) -> None:
-    backup = None
-    if out.exists():
-        backup = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.rename(out, backup / out.name)
-    os.rename(tmp, out)
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
+def _not_a_rejected_report(path: Path) -> str:
+    reports = {BundleDir(path).report_json.name, BundleDir(path).report_md.name}
+    foreign = sorted(p.name for p in path.iterdir() if p.name not in reports)
+    return f"{', '.join(foreign)} {'is' if len(foreign) == 1 else 'are'} not part of a kept report" if foreign else ""
+
+
+def check_outputs(out: Path, inputs: Iterable[Path | None]) -> None:
+    """Refuse (``ConvertError``, nothing touched) an ``out`` that is not a previous bundle, or whose
+    ``.rejected`` sibling is not a kept report."""
+    outdir.check(out, not_ours=lambda p: BundleDir(p).not_a_bundle(), what="deploy bundle", inputs=inputs,
+                 error=ConvertError)
+    outdir.check(BundleDir(out).rejected, not_ours=_not_a_rejected_report, what="kept report", inputs=inputs,
+                 error=ConvertError)
 
 
 def _cannot_write(out: Path, exc: OSError) -> ConvertError:
@@ -61,31 +69,45 @@ def _cannot_write(out: Path, exc: OSError) -> ConvertError:
                         "is unchanged")
 
 
+def _write_report(files: BundleDir, result: dict[str, Any]) -> None:
+    write_json(files.report_json, result)
+    write_text(files.report_md, report.render_markdown(result))
+
+
 def write_bundle(out: Path, manifest: mf.Manifest, models: dict[mf.ModelKind, bytes],
                  eval_arrays: dict[str, np.ndarray], result: dict[str, Any], blob: bytes | None = None) -> Path:
-    """Write the bundle into a temporary sibling of ``out``, then swap it in place of ``out``."""
+    """Write the bundle into a hidden sibling of ``out``, then swap it in place of ``out`` atomically."""
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+        with outdir.replace(out) as new:
+            files = BundleDir(new)
+            for kind, flatbuffer in models.items():
+                write_bytes(files.model(kind), flatbuffer)
+            if blob is not None:
+                write_bytes(files.blob, blob)
+            with atomic_open(files.eval, "wb") as handle:
+                np.savez(handle, **eval_arrays)
+            _write_report(files, result)
+            manifest.save(files.manifest)
     except OSError as exc:
         raise _cannot_write(out, exc) from None
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes a private 0700 directory; the bundle is an ordinary one
-        files = BundleDir(tmp)
-        for kind, flatbuffer in models.items():
-            write_bytes(files.model(kind), flatbuffer)
-        if blob is not None:
-            write_bytes(files.blob, blob)
-        with open(files.eval, "wb") as handle:
-            np.savez(handle, **eval_arrays)
-        write_json(files.report_json, result)
-        write_text(files.report_md, report.render_markdown(result))
-        manifest.save(files.manifest)
-        _replace_dir(tmp, out)
-    except BaseException as exc:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(tmp)
-        if isinstance(exc, OSError):
-            raise _cannot_write(out, exc) from exc
-        raise
     return out
+
+
+def write_rejected(out: Path, result: dict[str, Any]) -> Path:
+    """Keep the report of a conversion that failed its parity gate in ``BundleDir(out).rejected``; return
+    the Markdown report's path."""
+    rejected = BundleDir(out).rejected
+    try:
+        with outdir.replace(rejected) as new:
+            _write_report(BundleDir(new), result)
+    except OSError as exc:
+        raise ConvertError(f"{rejected}: cannot keep the report of a conversion that failed its parity gate "
+                           f"({exc.strerror or exc})") from None
+    return BundleDir(rejected).report_md
+
+
+def discard_rejected(out: Path) -> None:
+    """Remove the kept report of an earlier failed conversion once a bundle is written (only if that is all it holds)."""
+    rejected = BundleDir(out).rejected
+    if rejected.is_dir() and not rejected.is_symlink() and not _not_a_rejected_report(rejected):
+        shutil.rmtree(rejected, ignore_errors=True)

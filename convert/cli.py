@@ -1,7 +1,8 @@
 """``bitat-edge convert``: a run directory or any ONNX classifier -> an LCE deploy bundle.
 
 Both conversions run ``convert.pipeline.convert``. A user mistake (a bad ONNX file, manifest, eval or
-calibration set, or an unwritable bundle) is one line, never a traceback.
+calibration set, an output directory that is not a bundle, or an unwritable bundle) and a missed
+parity gate are one line, never a traceback. TensorFlow is imported only once the inputs are checked.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import click
 
 from bitat_edge.schema import SchemaError
 from convert.errors import ConvertError
+from convert.gate import DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_INT8_AGREEMENT, ParityGate
 
 if TYPE_CHECKING:
     from convert.pipeline import ConvertResult
@@ -32,6 +34,27 @@ def _one_line_errors() -> Iterator[None]:
         raise click.ClickException(str(exc)) from None
 
 
+def _gate_options(func):
+    """The parity gate's thresholds (``convert.gate.ParityGate``), as options of both conversions."""
+    percent = click.FloatRange(0, 100)
+    for option in reversed([
+        click.option("--min-agreement", type=percent, default=100 * DEFAULT_MIN_AGREEMENT, show_default=True,
+                     help="Least top-1 agreement (%) of LCE, fp32 TFLite and ONNX Runtime with the reference; "
+                          "below it no bundle is written."),
+        click.option("--min-int8-agreement", type=percent, default=100 * DEFAULT_MIN_INT8_AGREEMENT,
+                     show_default=True, help="Least top-1 agreement (%) of the int8 baseline with the reference."),
+        click.option("--max-logit-error", type=click.FloatRange(0), default=None,
+                     help="Largest max |logit diff| allowed for LCE, fp32 TFLite and ONNX Runtime (default: not "
+                          "checked; a binary net may flip a few near-zero signs)."),
+    ]):
+        func = option(func)
+    return func
+
+
+def _gate(min_agreement: float, min_int8_agreement: float, max_logit_error: float | None) -> ParityGate:
+    return ParityGate(round(min_agreement / 100, 6), round(min_int8_agreement / 100, 6), max_logit_error)
+
+
 def _echo(result: ConvertResult) -> None:
     report = result.report
     click.echo(f"wrote {result.bundle}: LceBconv2d {report['lce_bconv2d']} / binary-intent "
@@ -42,6 +65,10 @@ def _echo(result: ConvertResult) -> None:
         acc = f", top-1 {100 * e['top1']:.2f} %" if "top1" in e else ""
         click.echo(f"  {name}: agreement {100 * e['agreement']:.2f} % with {par['reference']}, "
                    f"max |logit diff| {e['max_abs_logit_diff']:.3g} ({e['images_off']} images > 1e-4){acc}")
+    gate = report["gate"]
+    click.echo(f"parity gate passed: agreement >= {100 * gate['min_agreement']:.2f} % "
+               f"(int8 >= {100 * gate['min_int8_agreement']:.2f} %)"
+               + (f", max |logit diff| <= {gate['max_logit_error']:g}" if gate["max_logit_error"] is not None else ""))
 
 
 @click.group(help="Convert ONNX to an LCE flatbuffer and fp32/int8 TFLite baselines, with a parity report.")
@@ -53,12 +80,13 @@ def cli() -> None:
 @click.argument("run_dir", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--target", type=click.Choice(TARGETS), default="arm", show_default=True,
               help="LCE target (same-zero padding is arm-only).")
-def run_cmd(run_dir: Path, target: str) -> None:
+@_gate_options
+def run_cmd(run_dir: Path, target: str, **gate: float | None) -> None:
     """Convert an exported training run (its ONNX model, manifest, eval and calibration sets) into its deploy bundle."""
     from convert.pipeline import ConvertRequest, convert
 
     with _one_line_errors():
-        result = convert(ConvertRequest.for_run(run_dir, target=target))
+        result = convert(ConvertRequest.for_run(run_dir, target=target, gate=_gate(**gate)))
     _echo(result)
 
 
@@ -71,15 +99,17 @@ def run_cmd(run_dir: Path, target: str) -> None:
 @click.option("--calib", "calib_npz", type=click.Path(path_type=Path, dir_okay=False), default=None,
               help="Calibration images for int8 (.npz: x float32 NCHW). Default: the eval inputs.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
-              help="Bundle directory to write (replaced atomically).")
+              help="Bundle directory to write: new, empty, or a previous bundle (replaced atomically).")
 @click.option("--target", type=click.Choice(TARGETS), default="arm", show_default=True)
+@_gate_options
 def onnx_cmd(model: Path, manifest_path: Path, eval_npz: Path | None, calib_npz: Path | None, out_dir: Path,
-             target: str) -> None:
+             target: str, **gate: float | None) -> None:
     """Convert any ONNX classifier in the supported op set (see `ops`)."""
     from convert.pipeline import ConvertRequest, convert
 
     with _one_line_errors():
-        result = convert(ConvertRequest(model, manifest_path, out_dir, eval_npz, calib_npz, target))
+        result = convert(ConvertRequest(model, manifest_path, out_dir, eval_npz, calib_npz, target,
+                                        gate=_gate(**gate)))
     _echo(result)
 
 

@@ -22,3 +22,10 @@ class UnsupportedOpError(ConvertError):
             f"node '{node_name}' ({op_type}) is not supported: {reason}; "
             "see `bitat-edge convert ops` for the supported op set"
         )
+
+    def __reduce__(self) -> tuple:
+        return type(self), (self.node_name, self.op_type, self.reason)
+
+
+class ParityGateError(ConvertError):
+    """The converted models miss the parity gate; no bundle was written, the report was kept aside."""

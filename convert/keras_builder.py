@@ -16,9 +16,8 @@ import tensorflow as tf
 
 from bitat_edge.precision import W1A1, Precision
 from convert.errors import ConvertError, UnsupportedOpError
-from convert.lowering import LOWERINGS
+from convert.lowering import handler_for
 from convert.onnx_graph import Graph
-from convert.ops import Handler
 
 
 @dataclass
@@ -112,7 +111,7 @@ class Builder:
         self.tensors[self.graph.input_name] = inp
         nodes = [n for n in self.graph.nodes if n.name not in self.graph.binarizer_nodes]
         # Unknown ops first: they are the likeliest reason a foreign model fails.
-        steps = [(node, _handler(node)) for node in nodes]
+        steps = [(node, handler_for(node)) for node in nodes]
         for node, handler in steps:
             handler(self, node)
         out = self.tensors.get(self.graph.output_name)
@@ -121,13 +120,6 @@ class Builder:
             raise ConvertError(f"{self.graph.path}: the output '{self.graph.output_name}' must be 2-D logits "
                                f"[1, classes], got shape {shape}")
         return BuiltModel(tf.keras.Model(inp, out, name="converted"), self.records)
-
-
-def _handler(node: onnx.NodeProto) -> Handler:
-    handler = LOWERINGS.handler(node.op_type)
-    if handler is None:
-        raise UnsupportedOpError(node.name, node.op_type, "this op is outside the supported op set")
-    return handler
 
 
 def build_keras_model(graph: Graph) -> BuiltModel:

@@ -42,16 +42,41 @@ class Affine(tf.keras.layers.Layer):
 
 
 class Pad2D(tf.keras.layers.Layer):
-    """Constant padding of an NHWC tensor's H and W by ((top, bottom), (left, right)) with ``value``."""
+    """Padding of an NHWC tensor's H and W by ((top, bottom), (left, right)): with ``value`` (``mode``
+    ``CONSTANT``, TFLite PADV2) or with the mirror image of the border (``SYMMETRIC``, MIRROR_PAD)."""
 
-    def __init__(self, pads: tuple[int, int, int, int], value: float, **kwargs) -> None:
+    def __init__(self, pads: tuple[int, int, int, int], value: float, mode: str = "CONSTANT", **kwargs) -> None:
         super().__init__(**kwargs)
         self.pads = tuple(int(p) for p in pads)
         self.value = float(value)
+        self.mode = mode
 
     def call(self, inputs):
         top, bottom, left, right = self.pads
-        return tf.pad(inputs, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=self.value)
+        paddings = [[0, 0], [top, bottom], [left, right], [0, 0]]
+        if self.mode == "CONSTANT":
+            return tf.pad(inputs, paddings, constant_values=self.value)
+        return tf.pad(inputs, paddings, mode=self.mode)
+
+
+class GroupedConv2D(tf.keras.layers.Layer):
+    """A grouped convolution as one ``conv2d`` per group on its slice of the channels, concatenated: TFLite
+    ``SPLIT``, ``CONV_2D`` per group, ``CONCATENATION`` (no engine needs a grouped ``CONV_2D`` kernel).
+    ``kernel`` is HWIO with I = input channels per group."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, groups: int, strides: tuple[int, int],
+                 padding: str, dilations: tuple[int, int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kernels = np.split(np.asarray(kernel, dtype=np.float32), groups, axis=-1)
+        self.biases = [None] * groups if bias is None else np.split(np.asarray(bias, dtype=np.float32), groups)
+        self.groups, self.strides, self.padding, self.dilations = groups, strides, padding.upper(), dilations
+
+    def call(self, inputs):
+        outs = []
+        for x, kernel, bias in zip(tf.split(inputs, self.groups, axis=-1), self.kernels, self.biases, strict=True):
+            y = tf.nn.conv2d(x, tf.constant(kernel), (1, *self.strides, 1), self.padding, dilations=self.dilations)
+            outs.append(y if bias is None else y + tf.constant(bias))
+        return tf.concat(outs, axis=-1)
 
 
 class Clip(tf.keras.layers.Layer):

@@ -14,20 +14,27 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-import larq as lq
 import numpy as np
 import onnx
-import tensorflow as tf
 
 from bitat_edge.precision import FLOAT, W1A1
 from convert import padding
+from convert.deferred import Deferred
 from convert.errors import UnsupportedOpError
-from convert.keras_layers import Affine, Clip, Elementwise, HardSigmoid, HardSwish, Pad2D
 from convert.onnx_graph import LOAD_RULES, ConvLowering, attrs, onnx_pads, pad_node_spatial
 from convert.ops import Handler, OpRegistry
 
 if TYPE_CHECKING:
+    import larq as lq
+    import tensorflow as tf
+
     from convert.keras_builder import Builder
+    from convert.keras_layers import Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D
+else:  # imported by the first handler that runs: listing the op set needs no TensorFlow (convert.deferred)
+    tf, lq = Deferred("tensorflow"), Deferred("larq")
+    Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D = (
+        Deferred("convert.keras_layers", name)
+        for name in ("Affine", "Clip", "Elementwise", "GroupedConv2D", "HardSigmoid", "HardSwish", "Pad2D"))
 
 BINARY_DENSE_REASON = "binary dense layers stay float in LCE (LceQuantize -> LceDequantize -> FULLY_CONNECTED)"
 
@@ -54,8 +61,9 @@ def _nhwc_const(value: np.ndarray, rank: int, node: onnx.NodeProto) -> np.ndarra
 # -- convolution ------------------------------------------------------------------------------------
 
 @LOWERINGS.lowers("Conv", accepts="2-D, constant weight and bias, any kernel, stride, `pads`/`auto_pad`, dilation "
-                  "(not stride > 1 together with dilation > 1); `group` 1 or depthwise",
-                  becomes='`Conv2D` / `DepthwiseConv2D`; see "Binary convolutions"')
+                  "(not stride > 1 together with dilation > 1); any `group`",
+                  becomes='`Conv2D` / `DepthwiseConv2D`; grouped: one float `Conv2D` per group on its channels, '
+                          'concatenated; see "Binary convolutions"')
 def _conv(b: Builder, node: onnx.NodeProto) -> None:
     plan = b.graph.conv_plans[node.name]
     g = plan.geometry
@@ -75,6 +83,9 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
         layer = tf.keras.layers.DepthwiseConv2D(g.kernel, depth_multiplier=mult, **common)
         out = layer(x)
         layer.set_weights([weight.reshape(cin, mult, *g.kernel).transpose(2, 3, 0, 1), *extra])
+    elif plan.grouped:
+        out = GroupedConv2D(weight.transpose(2, 3, 1, 0), bias, g.groups, g.strides, plan.padding_mode, g.dilations,
+                            name=b.name(node))(x)
     else:
         layer = tf.keras.layers.Conv2D(weight.shape[0], g.kernel, **common)
         out = layer(x)
@@ -160,10 +171,11 @@ def _softmax(b: Builder, node: onnx.NodeProto) -> None:
 
 # -- element-wise arithmetic and concatenation ------------------------------------------------------
 
-def _elementwise(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Handler:
-    """The handler of a binary element-wise op computing ``fn``."""
+def _elementwise(name: str) -> Handler:
+    """The handler of a binary element-wise op computing ``tf.<name>``."""
 
     def lower(b: Builder, node: onnx.NodeProto) -> None:
+        fn = getattr(tf, name)
         const_idx = [i for i in (0, 1) if node.input[i] in b.graph.consts]
         if len(const_idx) == 2:
             raise UnsupportedOpError(node.name, node.op_type, "both inputs are constants (not folded)")
@@ -181,11 +193,11 @@ def _elementwise(fn: Callable[[tf.Tensor, tf.Tensor], tf.Tensor]) -> Handler:
 
 
 _OPERANDS = "tensor with constant (NCHW broadcast), or two tensors of equal rank"
-LOWERINGS.lowers("Add", accepts=_OPERANDS, becomes="`tf.add`")(_elementwise(tf.add))
+LOWERINGS.lowers("Add", accepts=_OPERANDS, becomes="`tf.add`")(_elementwise("add"))
 LOWERINGS.lowers("Sub", accepts=f"{_OPERANDS}; `Sub(x, threshold)` before a binarizer is the learned threshold",
-                 becomes="`tf.subtract`")(_elementwise(tf.subtract))
-LOWERINGS.lowers("Mul", accepts=_OPERANDS, becomes="`tf.multiply`")(_elementwise(tf.multiply))
-LOWERINGS.lowers("Div", accepts=_OPERANDS, becomes="`tf.divide`")(_elementwise(tf.divide))
+                 becomes="`tf.subtract`")(_elementwise("subtract"))
+LOWERINGS.lowers("Mul", accepts=_OPERANDS, becomes="`tf.multiply`")(_elementwise("multiply"))
+LOWERINGS.lowers("Div", accepts=_OPERANDS, becomes="`tf.divide`")(_elementwise("divide"))
 
 
 @LOWERINGS.lowers("Concat", accepts="axis 1/2/3 of 4-D tensors, axis 1 of 2-D tensors",
@@ -202,12 +214,18 @@ def _concat(b: Builder, node: onnx.NodeProto) -> None:
 
 # -- pooling ----------------------------------------------------------------------------------------
 
-def _pool(b: Builder, node: onnx.NodeProto, layer: type[tf.keras.layers.Layer], may_pad: bool) -> None:
-    """A 2-D pool whose padding is none or TF SAME (``may_pad``: whether padding is allowed at all)."""
+PadLayer = Callable[[tuple[int, int, int, int], tuple[int, int]], "tf.keras.layers.Layer | None"]
+"""An explicit pad before a VALID pool, given the canonical pads and the kernel; None where none is exact."""
+
+
+def _pool(b: Builder, node: onnx.NodeProto, layer: type[tf.keras.layers.Layer], same_ok: bool,
+          pad_layer: PadLayer | None) -> None:
+    """A 2-D pool. Its canonical padding (``padding.canonical_pads``) becomes nothing, TF SAME (``same_ok``: when
+    TF's SAME computes what ONNX does), or ``pad_layer``'s explicit pad before a VALID pool."""
     a = attrs(node)
     kernel = tuple(a["kernel_shape"])
     strides = tuple(a.get("strides", (1, 1)))
-    if tuple(a.get("dilations", (1, 1))) != (1, 1) or len(kernel) != 2:
+    if tuple(a.get("dilations", (1, 1))) != (1, 1) or len(kernel) != 2 or len(strides) != 2:
         raise UnsupportedOpError(node.name, node.op_type, "only 2-D pooling without dilation is supported")
     pads = onnx_pads(b.graph, node, kernel, strides, (1, 1))
     _, _, h, w = b.graph.shapes[node.input[0]]
@@ -215,26 +233,60 @@ def _pool(b: Builder, node: onnx.NodeProto, layer: type[tf.keras.layers.Layer], 
         for size, k, s, before, after in ((h, kernel[0], strides[0], *pads[:2]), (w, kernel[1], strides[1], *pads[2:])):
             if (size + before + after - k) % s:
                 raise UnsupportedOpError(node.name, node.op_type, "ceil_mode=1 changes the output size here")
-    if not any(pads):
-        mode = "valid"
-    elif (may_pad and padding.is_same(h, kernel[0], strides[0], *pads[:2])
-          and padding.is_same(w, kernel[1], strides[1], *pads[2:])):
+    pads = (*padding.canonical_pads(h, kernel[0], strides[0], *pads[:2]),
+            *padding.canonical_pads(w, kernel[1], strides[1], *pads[2:]))
+    x = b.get(node)
+    mode = "valid"
+    if any(pads) and same_ok and padding.is_same(h, kernel[0], strides[0], *pads[:2]) and \
+            padding.is_same(w, kernel[1], strides[1], *pads[2:]):
         mode = "same"
-    else:
-        raise UnsupportedOpError(node.name, node.op_type, f"padding {pads} is neither none nor TF-SAME-shaped")
-    b.apply(node, layer(kernel, strides, padding=mode, name=b.name(node)))
+    elif any(pads):
+        pad = None if pad_layer is None else pad_layer(pads, (kernel[0], kernel[1]))
+        if pad is None:
+            raise UnsupportedOpError(node.name, node.op_type, f"padding {pads} is neither none, TF-SAME-shaped "
+                                                              "nor one an explicit pad computes exactly")
+        x = pad(x)
+    b.put(node, layer(kernel, strides, padding=mode, name=b.name(node))(x))
 
 
-@LOWERINGS.lowers("MaxPool", accepts="2-D, no dilation; pads none or TF-SAME-shaped; `ceil_mode` only where it "
-                  "does not change the size", becomes="`MaxPool2D`")
+_NON_NEGATIVE = ("Relu", "Sigmoid", "HardSigmoid", "Softmax")
+
+
+def _max_pool_pad(b: Builder, node: onnx.NodeProto) -> PadLayer:
+    """Padding a max pool never picks: zeros when its input cannot be negative (ReLU, ...: ResNet's stem),
+    else the mirror image of the border (``SYMMETRIC``), which repeats values of the same window as long
+    as each pad is at most half the kernel."""
+    producer = b.graph.producer(node.input[0])
+    non_negative = producer is not None and (producer.op_type in _NON_NEGATIVE or (
+        producer.op_type == "Clip" and b.has_input(producer, 1) and producer.input[1] in b.graph.consts
+        and float(np.min(b.graph.consts[producer.input[1]])) >= 0.0))
+
+    def pad_layer(pads: tuple[int, int, int, int], kernel: tuple[int, int]) -> tf.keras.layers.Layer | None:
+        if non_negative:
+            return Pad2D(pads, 0.0, name=b.name(node, "_pad"))
+        if all(2 * p <= k for p, k in zip(pads, (kernel[0], kernel[0], kernel[1], kernel[1]), strict=True)):
+            return Pad2D(pads, 0.0, mode="SYMMETRIC", name=b.name(node, "_pad"))
+        return None
+
+    return pad_layer
+
+
+@LOWERINGS.lowers("MaxPool", accepts="2-D, no dilation; any padding up to half the kernel; `ceil_mode` only where it "
+                  "does not change the size", becomes="`MaxPool2D`: padding none or TF SAME, else an exact "
+                  "explicit pad (zeros after ReLU/Clip(0, ...)/Sigmoid/HardSigmoid/Softmax, else mirrored "
+                  "border values) and a VALID pool")
 def _max_pool(b: Builder, node: onnx.NodeProto) -> None:
-    _pool(b, node, tf.keras.layers.MaxPool2D, may_pad=True)
+    _pool(b, node, tf.keras.layers.MaxPool2D, same_ok=True, pad_layer=_max_pool_pad(b, node))
 
 
-@LOWERINGS.lowers("AveragePool", accepts="as `MaxPool`; padded only with `count_include_pad=0`",
-                  becomes="`AveragePooling2D`")
+@LOWERINGS.lowers("AveragePool", accepts="as `MaxPool`; `count_include_pad=0`: padding none or TF-SAME-shaped",
+                  becomes="`AveragePooling2D` (`count_include_pad=1`: zero pad, VALID pool)")
 def _average_pool(b: Builder, node: onnx.NodeProto) -> None:
-    _pool(b, node, tf.keras.layers.AveragePooling2D, may_pad=not attrs(node).get("count_include_pad", 0))
+    if attrs(node).get("count_include_pad", 0):  # TF's SAME averages over the window inside the input only
+        _pool(b, node, tf.keras.layers.AveragePooling2D, same_ok=False,
+              pad_layer=lambda pads, kernel: Pad2D(pads, 0.0, name=b.name(node, "_pad")))
+    else:
+        _pool(b, node, tf.keras.layers.AveragePooling2D, same_ok=True, pad_layer=None)
 
 
 @LOWERINGS.lowers("GlobalAveragePool", becomes="global average pooling, keepdims")
@@ -378,3 +430,12 @@ for _op, _accepts, _becomes in LOAD_RULES:
 
 SUPPORTED_OPS: dict[str, str] = LOWERINGS.lines()
 """Op -> what is accepted and what it becomes (``bitat-edge convert ops``)."""
+
+
+def handler_for(node: onnx.NodeProto) -> Handler:
+    """The handler that lowers ``node``; ``UnsupportedOpError`` when its op is outside the op set (no TensorFlow
+    needed: the pipeline checks every node before conversion starts)."""
+    handler = LOWERINGS.handler(node.op_type)
+    if handler is None:
+        raise UnsupportedOpError(node.name, node.op_type, "this op is outside the supported op set")
+    return handler

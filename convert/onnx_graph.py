@@ -9,22 +9,29 @@ LCE binary convolution, and how the builder emits it.
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import pickle
+import signal
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
 import numpy as np
 import onnx
-from google.protobuf.message import DecodeError
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import DecodeError, Message
 from onnx import helper, numpy_helper, shape_inference
 
 from convert import padding
-from convert.errors import OnnxLoadError, UnsupportedOpError
+from convert.errors import ConvertError, OnnxLoadError, UnsupportedOpError
 
 # LCE's IsBinaryFilter tolerance: every |W / scale[o]| within this of 1.
 BINARY_FILTER_TOLERANCE = 0.005
+GROUPED_BINARY_REASON = ("grouped binary convolutions run only in LCE's indirect BGEMM kernel, which neither LCE's "
+                         "interpreter nor its benchmark binary uses by default; each group is a float convolution")
 
 # What the loader does to ops before any lowering handler runs: (op, accepted, becomes), for the op registry.
 LOAD_RULES = (
@@ -94,6 +101,11 @@ class ConvPlan:
     binarized_from: str | None = None
     binary: bool = False
     reason: str = ""
+
+    @property
+    def grouped(self) -> bool:
+        """A grouped convolution that is not depthwise: lowered as one convolution per group."""
+        return self.geometry.groups > 1 and not self.depthwise
 
     @property
     def reads(self) -> str:
@@ -169,18 +181,105 @@ def _read_model(path: Path) -> onnx.ModelProto:
         ) from None
     if not model.graph.node:
         raise OnnxLoadError(f"{path}: not a valid ONNX file (it holds no graph nodes); re-export the model")
+    garbled = _garbled_string(model)
+    if garbled:
+        raise OnnxLoadError(f"{path}: not a valid ONNX file (a {garbled} is not valid UTF-8: the file is corrupt); "
+                            "re-export the model")
     return model
+
+
+def _garbled_string(message: Message) -> str:
+    """The first string field that is not valid UTF-8 (protobuf hands such a field over as ``bytes``), or ""."""
+    for descriptor, value in message.ListFields():
+        values = value if descriptor.label == FieldDescriptor.LABEL_REPEATED else [value]
+        if descriptor.type == FieldDescriptor.TYPE_STRING and any(isinstance(v, bytes) for v in values):
+            return f"{message.DESCRIPTOR.name}.{descriptor.name}"
+        if descriptor.type == FieldDescriptor.TYPE_MESSAGE:
+            for item in values:
+                found = _garbled_string(item)
+                if found:
+                    return found
+    return ""
+
+
+def one_line(text: str) -> str:
+    """A library's multi-line message (the ONNX checker's reason, then its ``==> Context:`` naming the node)
+    as one line: non-empty lines joined with "; "."""
+    lines = [" ".join(line.split()) for line in text.splitlines()]
+    return "; ".join(line.removeprefix("==> Context: ") for line in lines if line)
+
+
+def _tensors(graph: onnx.GraphProto, where: str = "") -> list[tuple[str, onnx.TensorProto]]:
+    """Every tensor the graph stores (initializers, tensor attributes, also inside subgraphs), by name."""
+    found = [(f"initializer '{t.name}'", t) for t in graph.initializer]
+    for node in graph.node:
+        for a in node.attribute:
+            label = f"attribute '{a.name}' of node '{node.name or node.output[0] if node.output else '?'}'"
+            found += [(label, t) for t in ([a.t] if a.HasField("t") else []) + list(a.tensors)]
+            for sub in ([a.g] if a.HasField("g") else []) + list(a.graphs):
+                found += _tensors(sub)
+    return found
+
+
+def _check_tensors(model: onnx.ModelProto, path: Path) -> None:
+    """Every stored tensor must be internal and hold exactly what its type and dims say (checked before the
+    ONNX checker and shape inference, whose C++ reads a short ``raw_data`` past its end)."""
+    for label, tensor in _tensors(model.graph):
+        if tensor.data_location == onnx.TensorProto.EXTERNAL or tensor.external_data:
+            raise OnnxLoadError(f"{path}: {label} keeps its data in an external file, which is not supported; "
+                                "re-export the model with its weights inside")
+        try:
+            numpy_helper.to_array(tensor)
+        except Exception as exc:  # numpy_helper raises ValueError/TypeError/KeyError/... on inconsistent tensors
+            raise OnnxLoadError(f"{path}: {label} is corrupt ({one_line(str(exc)) or type(exc).__name__}); "
+                                "re-export the model") from None
+
+
+def _crash_safe(work: Callable[[], bytes], path: Path) -> bytes:
+    """``work()`` run in a forked child: the ONNX library's C++ checker and shape inference crash (SIGSEGV,
+    SIGFPE) on some malformed models instead of raising, e.g. a stride of 0. Returns its bytes; re-raises
+    its ``ConvertError``; a crash or any other exception is an ``OnnxLoadError``. Without ``os.fork``
+    (not Linux or macOS) it runs in this process."""
+    if not hasattr(os, "fork"):
+        return work()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        os.close(read_end)
+        faulthandler.disable()  # a crash here is expected and reported by the parent, without a dump
+        try:
+            payload = b"R" + work()
+        except ConvertError as exc:
+            payload = b"E" + pickle.dumps(exc)
+        except BaseException as exc:
+            reason = f"{type(exc).__name__}: {one_line(str(exc))}"
+            payload = b"E" + pickle.dumps(OnnxLoadError(f"{path}: checking the model failed ({reason})"))
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(payload)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        payload = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) or not payload:
+        code = os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+        name = signal.Signals(code).name if code in signal.Signals._value2member_map_ else f"exit status {status}"
+        raise OnnxLoadError(f"{path}: the ONNX library crashed ({name}) while checking the model; the file is "
+                            "corrupt or not a valid model")
+    if payload[:1] == b"E":
+        raise pickle.loads(payload[1:])  # noqa: S301 - our own child's exception
+    return payload[1:]
 
 
 def _check(model: onnx.ModelProto, path: Path) -> None:
     try:
         onnx.checker.check_model(model, full_check=False)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise OnnxLoadError(
-            f"{path}: the ONNX checker rejects the model ({first}); the file is corrupt, truncated "
-            "or not a valid model"
-        ) from None
+        raise OnnxLoadError(f"{path}: the ONNX checker rejects the model ({one_line(str(exc)) or type(exc).__name__}); "
+                            "the file is corrupt, truncated or not a valid model") from None
+    except UnicodeDecodeError:  # the checker's message quotes a name that is not valid UTF-8
+        raise OnnxLoadError(f"{path}: the ONNX checker rejects the model (a name or string in it is not valid "
+                            "UTF-8); the file is corrupt") from None
 
 
 def _fix_input_shape(model: onnx.ModelProto, path: Path) -> tuple[str, tuple[int, int, int, int]]:
@@ -221,23 +320,26 @@ def _fix_input_shape(model: onnx.ModelProto, path: Path) -> tuple[str, tuple[int
     return inp.name, (shape[0], shape[1], shape[2], shape[3])
 
 
-def _infer_shapes(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, dict[str, tuple[int, ...]]]:
+def _infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
     try:
-        inferred = shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        return shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.shape_inference.InferenceError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise OnnxLoadError(f"{path}: shape inference failed ({first}); the model is inconsistent") from None
+        raise OnnxLoadError(f"{path}: shape inference failed ({one_line(str(exc)) or type(exc).__name__}); "
+                            "the model is inconsistent") from None
+
+
+def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """The fully known shapes shape inference recorded, by tensor name."""
     shapes: dict[str, tuple[int, ...]] = {}
-    infos = list(inferred.graph.value_info) + list(inferred.graph.input) + list(inferred.graph.output)
-    for info in infos:
+    for info in [*model.graph.value_info, *model.graph.input, *model.graph.output]:
         dims = info.type.tensor_type.shape.dim
         if info.type.tensor_type.HasField("shape") and all(d.HasField("dim_value") for d in dims):
             shapes[info.name] = tuple(int(d.dim_value) for d in dims)
-    return inferred, shapes
+    return shapes
 
 
 def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> list[np.ndarray]:
-    from onnx.reference import ReferenceEvaluator
+    from onnx.reference import ReferenceEvaluator  # imported by load_graph before it forks
 
     names = [f"in{i}" for i in range(len(inputs))]
     renamed = helper.make_node(node.op_type, [names[i] if n else "" for i, n in enumerate(node.input)],
@@ -276,7 +378,14 @@ def _fold_constants(
         # Any node whose inputs are all constants is evaluated here (the exporter's shape arithmetic,
         # e.g. F.pad's pads or ``x.view(x.size(0), -1)``).
         if present and all(i in consts for i in present):
-            values = _evaluate(node, [consts[i] if i else None for i in node.input], opset)
+            try:
+                values = _evaluate(node, [consts[i] if i else None for i in node.input], opset)
+            except Exception as exc:  # onnx.reference raises whatever its op implementation raises
+                raise UnsupportedOpError(node.name or node.output[0], node.op_type, "its constant inputs cannot be "
+                                         f"evaluated ({type(exc).__name__}: {one_line(str(exc))[:120]})") from None
+            if len(values) != len(node.output):
+                raise UnsupportedOpError(node.name or node.output[0], node.op_type, "its evaluation gives "
+                                         f"{len(values)} outputs for {len(node.output)}")
             consts.update(zip(node.output, values, strict=True))
             continue
         kept.append(node)
@@ -292,13 +401,26 @@ def _rebuild(model: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: dict[s
     return helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
 
 
+def _folded(model: onnx.ModelProto, path: Path, opset: int) -> bytes:
+    """Check, infer shapes, fold constants and re-infer on the folded graph (pads or shapes computed by
+    now-folded nodes become static) until nothing more folds; the final inferred model, serialized."""
+    _check(model, path)
+    model = _infer_shapes(model, path)
+    nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset)
+    while True:
+        model = _infer_shapes(_rebuild(model, nodes, consts), path)
+        folded_nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset)
+        if len(folded_nodes) == len(nodes):
+            return model.SerializeToString()
+        nodes = folded_nodes
+
+
 def load_graph(path: str | os.PathLike[str]) -> Graph:
     """Read, check and analyse an ONNX classifier; raise ``OnnxLoadError``/``UnsupportedOpError``."""
     path = Path(path)
     model = _read_model(path)
-    _check(model, path)
+    _check_tensors(model, path)
     input_name, input_shape = _fix_input_shape(model, path)
-    model, shapes = _infer_shapes(model, path)
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         raise OnnxLoadError(f"{path}: opset {opset} is too old; re-export with opset_version >= 13")
@@ -306,20 +428,15 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
         if node.domain not in ("", "ai.onnx"):
             raise UnsupportedOpError(node.name or node.output[0], f"{node.domain}.{node.op_type}",
                                      "custom-domain ops are not supported")
-    # Fold, then re-infer on the folded graph (pads or shapes computed by now-folded nodes become
-    # static), until nothing more folds.
-    nodes, consts = _fold_constants(model.graph, shapes, opset)
-    while True:
-        model = _rebuild(model, nodes, consts)
-        model, shapes = _infer_shapes(model, path)
-        folded_nodes, consts = _fold_constants(model.graph, shapes, opset)
-        if len(folded_nodes) == len(nodes):
-            break
-        nodes = folded_nodes
+    import onnx.reference  # noqa: F401 - once here, not in every forked child
+    model = onnx.ModelProto.FromString(_crash_safe(lambda: _folded(model, path, opset), path))
+    nodes = list(model.graph.node)
+    consts = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     for i, node in enumerate(nodes):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
-    graph = Graph(str(path), model, nodes, consts, shapes, input_name, input_shape, model.graph.output[0].name)
+    graph = Graph(str(path), model, nodes, consts, _static_shapes(model), input_name, input_shape,
+                  model.graph.output[0].name)
     _find_binarizers(graph)
     graph.conv_plans = {node.name: plan_conv(graph, node) for node in nodes if node.op_type == "Conv"}
     return graph
@@ -438,10 +555,12 @@ def binary_filter_scale(weight: np.ndarray) -> np.ndarray | None:
 
 
 def _float_reason(graph: Graph, node: onnx.NodeProto, depthwise: bool, pads: tuple[int, int, int, int],
-                  pad_value: float, same: bool) -> str:
+                  pad_value: float, same: bool, grouped: bool = False) -> str:
     """Why a binary-intent Conv cannot become an ``LceBconv2d`` ("" when it can)."""
     if depthwise:
         return "depthwise convolutions have no binary kernel in LCE"
+    if grouped:
+        return GROUPED_BINARY_REASON
     if binary_filter_scale(graph.consts[node.input[1]]) is None:
         return "weights are not +/-scale per output channel"
     if any(pads) and pad_value not in (0.0, 1.0):
@@ -477,13 +596,12 @@ def plan_conv(graph: Graph, node: onnx.NodeProto) -> ConvPlan:
             pads = tuple(a + b for a, b in zip(pads, extra, strict=True))
     _, channels, h, w = graph.shapes[data]
     depthwise = geometry.groups > 1 and geometry.groups == channels
-    if geometry.groups > 1 and not depthwise:
-        raise UnsupportedOpError(node.name, "Conv", f"groups={geometry.groups} (only 1 or depthwise are supported)")
     (sh, sw), (top, bottom, left, right) = geometry.strides, pads
     pads = (*padding.canonical_pads(h, kh, sh, top, bottom), *padding.canonical_pads(w, kw, sw, left, right))
     same = any(pads) and padding.is_same(h, kh, sh, *pads[:2]) and padding.is_same(w, kw, sw, *pads[2:])
     binarized_from = graph.binarizers.get(data)
-    reason = "" if binarized_from is None else _float_reason(graph, node, depthwise, pads, pad_value, same)
+    reason = "" if binarized_from is None else _float_reason(graph, node, depthwise, pads, pad_value, same,
+                                                             grouped=geometry.groups > 1 and not depthwise)
     binary = binarized_from is not None and not reason
     return ConvPlan(node.name, data, geometry, depthwise, pads, pad_value, _lowering(binary, pads, pad_value, same),
                     folded_pad, binarized_from, binary, reason)

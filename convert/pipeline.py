@@ -4,6 +4,12 @@ One function, ``convert``, runs five steps and times each: load the inputs -> co
 flatbuffers (LCE, fp32 and int8 TFLite) -> verify parity on every engine -> report -> write the
 bundle atomically. ``bitat-edge convert run`` / ``onnx`` and ``benchmarks/convert_time.py`` all call
 it, so the benchmark times exactly what users run.
+
+Everything a user can get wrong (the output directory, the manifest, the ONNX graph and its op set,
+the eval and calibration sets, the class count) is checked before TensorFlow is imported, and what
+TensorFlow and LCE print from C++ is kept off the terminal (``convert.quiet``). A
+conversion that misses its parity gate (``convert.gate``) writes no bundle; its report goes to
+``BundleDir.rejected`` for inspection.
 """
 
 from __future__ import annotations
@@ -11,25 +17,28 @@ from __future__ import annotations
 import contextlib
 import os
 import time
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bitat_edge import manifest as mf
+from bitat_edge.arrays import read_npz
 from bitat_edge.layout import RunDir
 from convert import report
 from convert.blob import BlobError, CompiledBlob, compile_blob
-from convert.bundle import deploy_manifest, write_bundle
-from convert.engines import ENGINES, nchw_to_nhwc, run_onnx
-from convert.errors import ConvertError
-from convert.keras_builder import BuiltModel, build_keras_model
-from convert.lce import convert_lce
+from convert.bundle import check_outputs, deploy_manifest, discard_rejected, write_bundle, write_rejected
+from convert.engines import ENGINES, WITHOUT_DELEGATE, nchw_to_nhwc, run_onnx
+from convert.errors import ConvertError, ParityGateError
+from convert.gate import ParityGate
+from convert.lowering import handler_for
 from convert.onnx_graph import Graph, load_graph
-from convert.tflite import convert_fp32, convert_int8
+from convert.quiet import quiet
+
+if TYPE_CHECKING:
+    from convert.keras_builder import BuiltModel
 
 RANDOM_EVAL_IMAGES = 64
 CALIB_FROM_EVAL = 200
@@ -51,10 +60,11 @@ class ConvertRequest:
     calib_npz: Path | None = None
     target: str = "arm"  # an LCE target (convert.cli.TARGETS)
     seed: int = 0
+    gate: ParityGate = field(default_factory=ParityGate)
 
     @classmethod
     def for_run(cls, run_dir: str | os.PathLike[str], target: str = "arm",
-                out: str | os.PathLike[str] | None = None) -> ConvertRequest:
+                out: str | os.PathLike[str] | None = None, gate: ParityGate | None = None) -> ConvertRequest:
         """Convert an exported training run into ``out`` (default: the run's own deploy directory)."""
         run = RunDir.at(run_dir)
         missing = [path.name for path in run.exported if not path.is_file()]
@@ -62,7 +72,11 @@ class ConvertRequest:
             raise ConvertError(f"{run.root}: not an exported run (missing {', '.join(missing)}); "
                                "train and export it first (make train)")
         return cls(run.onnx, run.manifest, Path(out) if out is not None else run.deploy.root, run.eval, run.calib,
-                   target)
+                   target, gate=gate or ParityGate())
+
+    @property
+    def inputs(self) -> tuple[Path | None, ...]:
+        return (self.onnx, self.manifest, self.eval_npz, self.calib_npz)
 
 
 @dataclass
@@ -118,42 +132,46 @@ class StageTimer:
         return {**self.seconds, "conversion_total": conversion, "total": sum(self.seconds.values())}
 
 
-def _load_npz(path: Path, what: str) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path) as data:
-            if "x" not in data:
-                raise ConvertError(f"{path}: the {what} file lacks the array 'x' (float32 NCHW images)")
-            return {k: data[k] for k in data.files}
-    except FileNotFoundError:
-        raise ConvertError(f"{path}: {what} file not found") from None
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise ConvertError(f"{path}: not a readable .npz {what} file ({exc or type(exc).__name__})") from None
+def _finite(x: np.ndarray, path: Path, what: str) -> np.ndarray:
+    bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+    if bad:
+        raise ConvertError(f"{path}: the {what} hold {bad} NaN or infinite values; re-export the data")
+    return x
 
 
 def _images(x: np.ndarray, shape: tuple[int, ...], path: Path, what: str) -> np.ndarray:
-    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape[1:]) or x.dtype.kind not in "fiu":
+    if x.ndim != 4 or tuple(x.shape[1:]) != tuple(shape[1:]) or x.dtype.kind not in "fiu" or not len(x):
         raise ConvertError(f"{path}: {what} images are {x.dtype} of shape {tuple(x.shape)}, the model takes "
-                           f"numbers of shape [N, {', '.join(map(str, shape[1:]))}] (NCHW)")
-    return x.astype(np.float32)
+                           f"numbers of shape [N >= 1, {', '.join(map(str, shape[1:]))}] (NCHW)")
+    return _finite(x.astype(np.float32), path, f"{what} images")
 
 
-def _eval_set(request: ConvertRequest, shape: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray | None,
-                                                                          np.ndarray | None]:
+def _eval_set(request: ConvertRequest, shape: tuple[int, ...], classes: int) -> tuple[np.ndarray, np.ndarray | None,
+                                                                                        np.ndarray | None]:
     """Eval images (NCHW), their labels and PyTorch logits when the eval set has them."""
     path = request.eval_npz
     if path is None:
         rng = np.random.default_rng(request.seed)
         return rng.standard_normal((RANDOM_EVAL_IMAGES, *shape[1:]), dtype=np.float32), None, None
-    data = _load_npz(path, "eval")
+    data = read_npz(path, "eval", ConvertError)
     x = _images(data["x"], shape, path, "eval")
     labels, logits = data.get("y"), data.get("torch_logits")
-    if labels is not None and (labels.shape != (len(x),) or labels.dtype.kind not in "fiu"):
-        raise ConvertError(f"{path}: y is {labels.dtype} of shape {labels.shape}, expected ({len(x)},) labels")
-    if logits is not None and (logits.ndim != 2 or len(logits) != len(x) or logits.dtype.kind not in "fiu"):
+    if labels is not None and (labels.shape != (len(x),) or labels.dtype.kind not in "iu"):
+        raise ConvertError(f"{path}: y is {labels.dtype} of shape {labels.shape}, expected ({len(x)},) integer labels")
+    if labels is not None and (labels.min() < 0 or labels.max() >= classes):
+        raise ConvertError(f"{path}: y holds labels outside 0..{classes - 1} (the manifest lists {classes} classes)")
+    if logits is not None and (logits.shape != (len(x), classes) or logits.dtype.kind not in "fiu"):
         raise ConvertError(f"{path}: torch_logits is {logits.dtype} of shape {logits.shape}, expected "
-                           f"({len(x)}, classes) logits")
+                           f"({len(x)}, {classes}) logits (one per manifest class)")
     return (x, None if labels is None else labels.astype(np.int64),
-            None if logits is None else logits.astype(np.float32))
+            None if logits is None else _finite(logits.astype(np.float32), path, "torch_logits"))
+
+
+def check_classes(manifest: mf.Manifest, width: int | None, request: ConvertRequest) -> None:
+    """The manifest must name one class per logit of the model's output."""
+    if width is not None and width != manifest.num_classes:
+        raise ConvertError(f"{request.manifest}: lists {manifest.num_classes} classes but {request.onnx} gives "
+                           f"{width} logits; the manifest's 'classes' must name one class per logit")
 
 
 def load_inputs(request: ConvertRequest) -> Inputs:
@@ -163,17 +181,26 @@ def load_inputs(request: ConvertRequest) -> Inputs:
     if manifest.input.layout != "NCHW" or tuple(manifest.input.shape) != graph.input_shape:
         raise ConvertError(f"{request.manifest}: input.shape {manifest.input.shape} ({manifest.input.layout}) does "
                            f"not match the ONNX input {list(graph.input_shape)} (NCHW)")
-    x_eval, labels, torch_logits = _eval_set(request, graph.input_shape)
+    x_eval, labels, torch_logits = _eval_set(request, graph.input_shape, manifest.num_classes)
     if request.calib_npz is None:
         x_calib = x_eval[:CALIB_FROM_EVAL]
     else:
-        x_calib = _images(_load_npz(request.calib_npz, "calibration")["x"], graph.input_shape, request.calib_npz,
-                          "calibration")
+        calib = read_npz(request.calib_npz, "calibration", ConvertError)
+        x_calib = _images(calib["x"], graph.input_shape, request.calib_npz, "calibration")
+    for node in graph.nodes:  # every op is in the op set, before TensorFlow starts
+        if node.name not in graph.binarizer_nodes:
+            handler_for(node)
+    output = graph.shapes.get(graph.output_name)
+    check_classes(manifest, output[-1] if output is not None and len(output) == 2 else None, request)
     return Inputs(manifest, graph, x_eval, x_calib, labels, torch_logits)
 
 
 def convert_flatbuffers(graph: Graph, x_calib: np.ndarray, target: str, timer: StageTimer) -> Flatbuffers:
     """Step 2: the Keras model, then the LCE flatbuffer and the fp32 / int8 TFLite baselines."""
+    from convert.keras_builder import build_keras_model
+    from convert.lce import convert_lce
+    from convert.tflite import convert_fp32, convert_int8
+
     with timer.stage("build_keras"):
         built = build_keras_model(graph)
     with timer.stage("lce"):
@@ -203,7 +230,7 @@ def verify_parity(onnx_path: Path, inputs: Inputs, flatbuffers: Flatbuffers) -> 
         outputs["pytorch"] = inputs.torch_logits
     with _engine_errors("onnxruntime", onnx_path):
         outputs["onnxruntime"] = run_onnx(onnx_path, inputs.x_eval)
-    for kind, (engine, run) in ENGINES.items():
+    for kind, (engine, run) in [*ENGINES.items(), *WITHOUT_DELEGATE.items()]:
         with _engine_errors(engine, "the converted model"):
             outputs[engine] = run(flatbuffers.models[kind], x_nhwc)
     return report.parity(outputs, "pytorch" if "pytorch" in outputs else "onnxruntime", inputs.labels)
@@ -221,14 +248,20 @@ def engine_blob(lce: bytes) -> tuple[CompiledBlob | None, dict[str, Any]]:
 
 
 def convert(request: ConvertRequest) -> ConvertResult:
-    """Convert and verify one model and write its bundle to ``request.out``; every stage is timed."""
+    """Convert and verify one model and write its bundle to ``request.out``; every stage is timed.
+
+    ``ParityGateError`` (no bundle written, the report kept in ``BundleDir.rejected``) when parity misses
+    ``request.gate``."""
+    check_outputs(request.out, request.inputs)
     timer = StageTimer()
     with timer.stage("load"):
         inputs = load_inputs(request)
-    flatbuffers = convert_flatbuffers(inputs.graph, inputs.x_calib, request.target, timer)
+    with quiet():
+        flatbuffers = convert_flatbuffers(inputs.graph, inputs.x_calib, request.target, timer)
+    check_classes(inputs.manifest, int(flatbuffers.built.model.output_shape[-1]), request)
     with timer.stage("blob"):
         blob, blob_summary = engine_blob(flatbuffers.models["lce"])
-    with timer.stage("parity"):
+    with timer.stage("parity"), quiet():
         parity = verify_parity(request.onnx, inputs, flatbuffers)
     timing_s = timer.summary()
     with timer.stage("report"):
@@ -236,12 +269,18 @@ def convert(request: ConvertRequest) -> ConvertResult:
             model_name=inputs.manifest.model_name, source=request.onnx, target=request.target,
             input_nchw=inputs.graph.input_shape, onnx_ops=inputs.graph.op_histogram(),
             models={ENGINES[kind][0]: fb for kind, fb in flatbuffers.models.items()},
-            layers=flatbuffers.built.layers, parity=parity, calibration_images=len(inputs.x_calib), timing_s=timing_s)
+            layers=flatbuffers.built.layers, parity=parity, gate=request.gate.verdict(parity),
+            calibration_images=len(inputs.x_calib), timing_s=timing_s)
         result["engine_blob"] = blob_summary
         manifest = deploy_manifest(inputs.manifest, inputs.graph.input_shape, parity, flatbuffers.models,
                                    flatbuffers.built.layers, blob)
+    if not result["gate"]["passed"]:
+        kept = write_rejected(request.out, result)
+        raise ParityGateError(f"{request.out}: no bundle written: the parity gate failed "
+                              f"({'; '.join(result['gate']['failures'])}); report kept in {kept}")
     with timer.stage("write"):
         eval_arrays = {"x": nchw_to_nhwc(inputs.x_eval)} | ({} if inputs.labels is None else {"y": inputs.labels})
         write_bundle(request.out, manifest, flatbuffers.models, eval_arrays, result,
                      None if blob is None else blob.data)
+        discard_rejected(request.out)
     return ConvertResult(result, timer.summary(), request.out)

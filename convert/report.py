@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import importlib.metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bitat_edge.precision import FLOAT, W1A1
-from convert.keras_builder import LayerRecord
-from convert.lce import BCONV, op_histogram
+
+if TYPE_CHECKING:
+    from convert.keras_builder import LayerRecord
 
 # How many disagreeing images are listed per engine (the count is always exact).
 MAX_LISTED_DISAGREEMENTS = 200
@@ -34,6 +35,7 @@ def parity(outputs: dict[str, np.ndarray], reference: str, labels: np.ndarray | 
         differ = np.flatnonzero(pred != ref_pred)
         per_image = np.abs(logits - ref).max(axis=1)
         entry: dict[str, Any] = {
+            "nonfinite_images": int(np.sum(~np.isfinite(logits).all(axis=1))),
             "images": len(pred),
             "agree": int(len(pred) - len(differ)),
             "agreement": float(1.0 - len(differ) / len(pred)),
@@ -84,10 +86,13 @@ def versions() -> dict[str, str]:
 
 
 def assemble(*, model_name: str, source: Path, target: str, input_nchw: tuple[int, ...], onnx_ops: dict[str, int],
-             models: dict[str, bytes], layers: list[LayerRecord], parity: dict[str, Any], calibration_images: int,
-             timing_s: dict[str, float]) -> dict[str, Any]:
+             models: dict[str, bytes], layers: list[LayerRecord], parity: dict[str, Any], gate: dict[str, Any],
+             calibration_images: int, timing_s: dict[str, float]) -> dict[str, Any]:
     """The ``report.json`` content. ``models`` maps each engine name (``lce``, ``tflite_fp32``,
-    ``tflite_int8``) to its flatbuffer; ``parity`` is ``parity(...)``'s result."""
+    ``tflite_int8``) to its flatbuffer; ``parity`` is ``parity(...)``'s result and ``gate`` the parity gate's
+    verdict on it (``convert.gate.ParityGate.verdict``)."""
+    from convert.lce import BCONV, op_histogram
+
     ops = {"onnx": onnx_ops} | {engine: op_histogram(fb) for engine, fb in models.items()}
     summary = layer_summary(layers)
     bconv = ops["lce"].get(BCONV, 0)
@@ -100,7 +105,7 @@ def assemble(*, model_name: str, source: Path, target: str, input_nchw: tuple[in
                          "problems": problems},
         "sizes_bytes": {"onnx": source.stat().st_size} | {engine: len(fb) for engine, fb in models.items()},
         "lce_over_fp32": len(models["lce"]) / len(models["tflite_fp32"]), "layers": summary, "parity": parity,
-        "calibration_images": calibration_images, "timing_s": {k: round(v, 3) for k, v in timing_s.items()},
+        "gate": gate, "calibration_images": calibration_images, "timing_s": {k: round(v, 3) for k, v in timing_s.items()},
     }
 
 
@@ -146,6 +151,11 @@ def render_markdown(report: dict[str, Any]) -> str:
         acc = _pct(e["top1"]) if "top1" in e else "n/a"
         lines.append(f"| {name} | {_pct(e['agreement'])} | {e['disagreements']} | {e['max_abs_logit_diff']:.3g} | "
                      f"{e['median_max_abs_logit_diff']:.3g} | {e['images_off']} | {acc} |")
+    gate = report["gate"]
+    limits = (f"agreement >= {_pct(gate['min_agreement'])} (int8: >= {_pct(gate['min_int8_agreement'])})"
+              + (f", max abs logit diff <= {gate['max_logit_error']:g}" if gate["max_logit_error"] is not None else ""))
+    lines += ["", f"Parity gate ({limits}): " + ("passed" if gate["passed"] else "FAILED, no bundle written: "
+                                                 + "; ".join(gate["failures"]))]
     for name, e in par["engines"].items():
         if e["listed"]:
             lines += ["", f"Disagreements of `{name}` (first {len(e['listed'])} of {e['disagreements']}):", "",

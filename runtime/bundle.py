@@ -7,12 +7,12 @@ the deployed input shape and the convert stage's top-1 figures in its ``deploy``
 from __future__ import annotations
 
 import hashlib
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from bitat_edge.arrays import read_npz
 from bitat_edge.layout import MODEL_KINDS, BundleDir
 from bitat_edge.manifest import Manifest, ManifestError, load
 from runtime.errors import BenchError
@@ -108,14 +108,8 @@ def load_bundle(path: str | Path, kinds: tuple[str, ...] = MODEL_KINDS) -> Bundl
 
 def load_eval(path: Path, limit: int | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Read ``x`` (float32, N×H×W×C) and, when present, ``y`` (int, N) from ``eval.npz``; the first ``limit``."""
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            if "x" not in data:
-                raise BenchError(f"{path}: eval set must hold an array 'x' (and labels 'y'), found {sorted(data.files)}")
-            x = data["x"]
-            y = data["y"] if "y" in data else None
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise BenchError(f"{path}: unreadable eval set ({exc}); re-run the convert stage") from None
+    data = read_npz(path, "eval", BenchError)
+    x, y = data["x"], data.get("y")
     if x.ndim != 4 or (y is not None and (y.ndim != 1 or len(x) != len(y))):
         raise BenchError(f"{path}: 'x' must be N×H×W×C and 'y' length N, got {x.shape} and "
                          f"{None if y is None else y.shape}")

@@ -30,6 +30,12 @@ from typing import NamedTuple
 
 import numpy as np
 
+DEFAULT_DELEGATE = "xnnpack (the TFLite interpreter's default)"
+NO_DELEGATE = "none"
+"""What ran the model besides the interpreter's own kernels: TFLite interpreters apply their default XNNPACK
+delegate (the convert stage's parity report checks the baselines both with and without it); LCE's
+interpreter runs without one."""
+
 
 class Runner(NamedTuple):
     """One loaded model: set the input, invoke, read the output (separately, so an invoke can be marked)."""
@@ -76,7 +82,7 @@ def _lce_runner(model: bytes, threads: int):
         state["output"] = interpreter.predict([state["input"]])[0]
 
     runner = Runner(set_input, invoke, lambda: state["output"])
-    return runner, "larq_compute_engine", _package_version("larq-compute-engine")
+    return runner, "larq_compute_engine", _package_version("larq-compute-engine"), NO_DELEGATE
 
 
 def _tflite_runner(model: bytes, threads: int):
@@ -104,7 +110,7 @@ def _tflite_runner(model: bytes, threads: int):
         def output(interpreter=interpreter, out=out) -> np.ndarray:
             return interpreter.get_tensor(out["index"])
 
-        return Runner(set_input, interpreter.invoke, output), module_name.split(".")[0], _package_version(dist)
+        return Runner(set_input, interpreter.invoke, output), module_name.split(".")[0], _package_version(dist), DEFAULT_DELEGATE
     return _lce_runner(model, threads)
 
 
@@ -140,7 +146,7 @@ def measure(model_path: str, backend: str, threads: int, warmup: int, runs: int,
     """
     model = Path(model_path).read_bytes()
     make = _lce_runner if backend == "lce" else _tflite_runner
-    run, backend_name, version = make(model, threads)
+    run, backend_name, version, delegate = make(model, threads)
     x = y = None
     if eval_path:
         with np.load(eval_path, allow_pickle=False) as data:
@@ -179,6 +185,7 @@ def measure(model_path: str, backend: str, threads: int, warmup: int, runs: int,
     return {
         "backend": backend_name,
         "backend_version": version,
+        "delegate": delegate,
         "python": sys.version.split()[0],
         "timings_us": timings,
         "accuracy": accuracy,

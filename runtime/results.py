@@ -19,15 +19,57 @@ import numpy as np
 from bitat_edge import bench_record, schema
 from bitat_edge.atomic import write_bytes, write_text
 from bitat_edge.bench_record import BenchSession
+from runtime.errors import BenchError
 
 CSV_COLUMNS = [
-    "date", "device", "emulated", "transport", "engine", "backend", "model", "threads", "warmup", "runs",
+    "date", "device", "emulated", "transport", "engine", "backend", "delegate", "model", "threads", "warmup", "runs",
     "windows", "latency_typical_ms", "latency_typical_is", "latency_median_ms", "latency_iqr_ms", "latency_min_ms",
     "latency_max_ms", "latency_std_ms", "instructions_per_inference", "peak_memory_mb", "top1", "eval_samples",
     "model_sha256", "session",
 ]
 """``latency_median_ms`` holds true medians only (empty for window aggregates); ``latency_typical_ms`` is
 the headline figure and ``latency_typical_is`` says which statistic it is."""
+
+
+AGGREGATES = ("results.csv", "results.md", "accuracy_vs_latency.png", "accuracy_vs_instructions.png")
+"""What a session rewrites in the results root (the sessions themselves go to new subdirectories)."""
+_CSV_KEYS = {"date", "device", "model", "session"}
+_MD_TITLE = "# Benchmark results"
+
+
+def check_results_root(root: Path) -> None:
+    """Refuse (``BenchError``, before measuring) a results root that is a file, or whose aggregated files
+    were not written by the harness: a session rewrites them and would lose what they hold."""
+    if root.exists() and not root.is_dir():
+        raise BenchError(f"{root}: is a file, not a directory; pass a directory for the bench results (--out)")
+    csv_path, md_path, *plot_paths = (root / name for name in AGGREGATES)
+    ours = {
+        csv_path: csv_path.is_file() and _CSV_KEYS <= set(_first_line(csv_path).split(",")),
+        md_path: md_path.is_file() and _first_line(md_path) == _MD_TITLE,
+        **dict.fromkeys(plot_paths, csv_path.is_file()),  # drawn from results.csv
+    }
+    for path, own in ours.items():
+        if (path.exists() or path.is_symlink()) and not own:
+            raise BenchError(f"{path}: was not written by a bench session, and a session would overwrite it; "
+                             "pass another results directory (--out) or move the file")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with path.open(encoding="utf-8") as handle:
+            return handle.readline().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def session_dir_for(root: Path, device: str, now: datetime) -> Path:
+    """A new directory name for a session: ``<device>-<UTC stamp>``, with ``-2``, ``-3``... when taken."""
+    base = root / f"{device}-{utc_stamp(now)}"
+    candidate, n = base, 1
+    while candidate.exists():
+        n += 1
+        candidate = base.with_name(f"{base.name}-{n}")
+    return candidate
 
 
 def utc_stamp(now: datetime | None = None) -> str:
@@ -69,7 +111,8 @@ def csv_rows(session: BenchSession, session_dir: str) -> list[dict[str, Any]]:
         overall = lat.overall if lat is not None else None
         rows.append({
             "date": session.date, "device": session.device.name, "emulated": session.emulated,
-            "transport": session.device.transport, "engine": m.engine, "backend": m.backend, "model": m.model,
+            "transport": session.device.transport, "engine": m.engine, "backend": m.backend, "delegate": m.delegate,
+            "model": m.model,
             "threads": p.threads, "warmup": p.warmup, "runs": p.runs, "windows": p.windows,
             "latency_typical_ms": lat and lat.typical_ms, "latency_typical_is": lat and lat.typical_is,
             "latency_median_ms": overall and overall.median, "latency_iqr_ms": overall and overall.iqr,
@@ -116,6 +159,8 @@ def results_text(session: BenchSession) -> str:
         if m.reference_top1 is not None and m.accuracy is not None:
             verdict = "matches" if m.matches_reference else "DIFFERS FROM"
             out.write(f"{m.model}: top-1 {m.accuracy.top1:.4f} {verdict} the convert stage's {m.reference_top1:.4f}\n")
+        if m.delegate:
+            out.write(f"{m.model}: {m.engine} ran with delegate: {m.delegate}\n")
         for note in m.notes:
             out.write(f"note ({m.model}, {m.engine}): {note}\n")
     if emulated:
@@ -147,7 +192,7 @@ def _cell(row: dict[str, str], key: str, digits: int) -> str:
 
 def markdown_table(rows: list[dict[str, str]]) -> str:
     """Markdown from CSV rows: physical and emulated measurements in separate tables."""
-    out = ["# Benchmark results", "", "Generated from results.csv; every number comes from a results.json.", ""]
+    out = [_MD_TITLE, "", "Generated from results.csv; every number comes from a results.json.", ""]
     for emulated, title in (("False", "Physical devices and host"), ("True", "Emulated (QEMU) — not device latency")):
         group = [r for r in rows if str(r["emulated"]) == emulated]
         if not group:
@@ -182,6 +227,7 @@ def write_session(session_dir: Path, bench_root: Path, session: BenchSession, lo
             np.save(buffer, np.asarray(m.predictions, dtype=np.int16))
             write_bytes(session_dir / f"predictions_{m.model}.npy", buffer.getvalue())
     write_text(session_dir / "results.txt", results_text(session))
-    append_csv(bench_root / "results.csv", csv_rows(bench_record.load(record), session_dir.name))
-    write_text(bench_root / "results.md", markdown_table(read_csv(bench_root / "results.csv")))
+    csv_path, md_path, *_ = (bench_root / name for name in AGGREGATES)
+    append_csv(csv_path, csv_rows(bench_record.load(record), session_dir.name))
+    write_text(md_path, markdown_table(read_csv(csv_path)))
     write_text(session_dir / "log.txt", log.text())

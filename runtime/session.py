@@ -20,7 +20,14 @@ from runtime.engines.interpreter import TfliteInterpreterEngine, interpreter_for
 from runtime.engines.native import NativeEngine
 from runtime.errors import BenchError
 from runtime.request import SessionRequest
-from runtime.results import SessionLog, read_csv, utc_stamp, write_session
+from runtime.results import (
+    AGGREGATES,
+    SessionLog,
+    check_results_root,
+    read_csv,
+    session_dir_for,
+    write_session,
+)
 from runtime.tflite_ops import custom_ops
 
 
@@ -99,8 +106,9 @@ def run_session(request: SessionRequest, echo=None) -> tuple[Path, BenchSession]
     """Measure ``request.kinds`` of its bundle on its device; return the session directory and its record."""
     request.protocol.check()
     device, bundle, bench_root = request.device, request.bundle, request.results_root
+    check_results_root(bench_root)
     now = datetime.now(timezone.utc)
-    session_dir = bench_root / f"{device.name}-{utc_stamp(now)}"
+    session_dir = session_dir_for(bench_root, device.name, now)
     log = SessionLog(echo)
     transport = device.open_transport()
     emulated = transport.capabilities.emulated
@@ -140,12 +148,13 @@ def run_session(request: SessionRequest, echo=None) -> tuple[Path, BenchSession]
     finally:
         transport.close()
     write_session(session_dir, bench_root, session, log)
-    rows = read_csv(bench_root / "results.csv")
-    plots.accuracy_vs_latency(rows, bench_root / "accuracy_vs_latency.png")
+    csv_path, _, latency_plot, instructions_plot = (bench_root / name for name in AGGREGATES)
+    rows = read_csv(csv_path)
+    plots.accuracy_vs_latency(rows, latency_plot)
     plots.accuracy_vs_instructions(
         [(f"{r['device']} · {r['engine']}", r["model"], int(r["instructions_per_inference"]), float(r["top1"]))
          for r in rows if r.get("instructions_per_inference") and r.get("top1")],
-        bench_root / "accuracy_vs_instructions.png", "EMULATED: top-1 vs instructions per inference")
+        instructions_plot, "EMULATED: top-1 vs instructions per inference")
     for m in measurements:
         if m.profile:
             plots.per_layer_time(m.profile, session_dir / f"per_layer_{m.model}.png",

@@ -63,6 +63,15 @@ def test_package_never_imports_forbidden(package, forbidden):
     assert outcome["module"] is None, f"importing {outcome['module']} loaded {outcome['loaded']}"
 
 
+def test_converting_imports_tensorflow_only_once_the_inputs_are_checked():
+    """What loads and checks the inputs, writes bundles and reports, the op registry (`convert ops`) and the CLI
+    itself load no TensorFlow, so a user mistake fails fast and quietly (building and running flatbuffers does)."""
+    light = ["convert.cli", "convert.pipeline", "convert.onnx_graph", "convert.bundle", "convert.gate",
+             "convert.engines", "convert.report", "convert.ops", "convert.lowering", "bitat_edge.cli"]
+    outcome = _probe(light, ["tensorflow", "larq", "larq_compute_engine", "onnxruntime"])
+    assert outcome["module"] is None, f"importing {outcome['module']} loaded {outcome['loaded']}"
+
+
 def test_probe_detects_a_violation():
     """The probe itself must be able to fail: train.methods does load torch."""
     outcome = _probe(["bitat_edge", "train.methods"], ["torch"])

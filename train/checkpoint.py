@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import struct
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint {source} not found; train a model first or check the path")
     try:
         state = torch.load(source, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError) as exc:
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, OSError, KeyError,
+            IndexError, struct.error, OverflowError, NotImplementedError) as exc:  # what damaged zips and pickles raise
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(
             f"checkpoint {source} is corrupt or not a bitat-edge checkpoint ({first_line}); retrain or pick another file"

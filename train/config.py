@@ -256,6 +256,8 @@ def read_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"config file {source} not found; pass an existing YAML file (see configs/)") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {source} is not UTF-8 text; is it really a YAML config?") from None
     except OSError as exc:
         raise ConfigError(f"config file {source} cannot be read ({exc.strerror})") from None
     try:

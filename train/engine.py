@@ -26,6 +26,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, Subset
 from tqdm import tqdm
 
+from bitat_edge import outdir
 from bitat_edge.atomic import write_json
 from bitat_edge.layout import RunDir
 from train.assembly import assemble, build_from_checkpoint, schedule_lengths
@@ -41,7 +42,7 @@ from train.distributed import (
     init_distributed,
     shutdown,
 )
-from train.errors import CheckpointError, ResumeError
+from train.errors import CheckpointError, ResumeError, RunDirError
 from train.methods import MethodContext
 from train.rundir import clear_previous, peak_rss_mib, remove_stale_temp_files, write_env, write_metrics
 from train.teacher import TeacherTable, default_cache_dir
@@ -431,6 +432,14 @@ def check_resumable(run: RunDir, cfg: TrainConfig) -> None:
         )
 
 
+def check_run_dir(run: RunDir, cfg: TrainConfig, resume: bool) -> None:
+    """Refuse a run directory that is not empty and not a run, and, when starting over (which clears the
+    previous run's files), one that holds the checkpoint training starts from or distills from."""
+    inputs = [] if resume else [Path(p) for p in (cfg.model.init_from, cfg.distill.teacher) if p]
+    outdir.check(run.root, not_ours=lambda p: RunDir(p).not_a_run(), what="run directory", inputs=inputs,
+                 error=RunDirError)
+
+
 def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool) -> dict[str, Any]:
     """Train ``cfg`` into ``run_dir`` (resuming from its last.pt when ``resume``); return the summary.
 
@@ -441,6 +450,8 @@ def train(cfg: TrainConfig, run_dir: str | Path, *, resume: bool) -> dict[str, A
         run = RunDir(Path(run_dir))
         if resume:
             check_resumable(run, cfg)
+        if env.is_main:
+            check_run_dir(run, cfg, resume)
         trainer = Trainer(cfg, run.root, env, device)  # reads data and checkpoints, writes nothing
         if env.is_main:
             remove_stale_temp_files(run)

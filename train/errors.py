@@ -34,3 +34,7 @@ class ResumeError(TrainError, RuntimeError):
 
 class ExportError(TrainError, RuntimeError):
     """The model cannot be exported, or the exported ONNX does not compute what PyTorch computes."""
+
+
+class RunDirError(TrainError, ValueError):
+    """The run directory cannot be written: it is not a run, or it holds an input training would delete."""

@@ -121,7 +121,7 @@ def export_run(run_dir: str | os.PathLike[str]) -> Path:
     """From the run's ``checkpoints/best.pt`` write ``model.onnx``, ``manifest.json``, ``eval.npz``
     (test split: ``x`` float32 NCHW, ``y`` int64, ``torch_logits`` float32) and ``calib.npz``
     (un-augmented training images); return the ONNX path. The manifest is validated before any
-    file is written."""
+    file is written and written last."""
     from train.assembly import build_from_checkpoint
     from train.data import build_datasets
     from train.quant.specs import layer_specs
@@ -146,6 +146,9 @@ def export_run(run_dir: str | os.PathLike[str]) -> Path:
         "producer": f"bitat-edge {__version__} train.export",
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }, str(run.manifest))
+    # The manifest goes last and the previous one first: a kill mid-export leaves no manifest, so the convert
+    # stage refuses the run ("not an exported run") instead of pairing a new model with old eval data.
+    run.manifest.unlink(missing_ok=True)
     onnx_path = export_onnx(model, shape, run.onnx)
 
     batch = cfg.data.eval_batch_size

@@ -141,6 +141,7 @@ class InterpreterEngine(Engine):
             backend=raw["backend"],
             accuracy=None if raw["accuracy"] is None or not request.accuracy else Accuracy(**raw["accuracy"]),
             predictions=raw.get("predictions") if request.accuracy else None,
+            delegate=raw["delegate"],
             notes=notes,
             **fields,
         )

@@ -178,6 +178,7 @@ def test_failed_conversion_keeps_the_previous_bundle(tmp_path):
     out = tmp_path / "b"
     out.mkdir()
     (out / "model.tflite").write_bytes(b"previous")
+    (out / "manifest.json").write_bytes(b"previous manifest")  # a previous bundle: --out may replace it
     result = _invoke("onnx", model, "--manifest", _manifest(tmp_path / "m.json", (1, 2, 4, 4)), "--out", out)
     assert result.exit_code == 1 and str(model) in result.output and "Traceback" not in result.output
     assert (out / "model.tflite").read_bytes() == b"previous"
@@ -216,7 +217,7 @@ def _mistake(root: Path, what: str) -> tuple[list[str], Path]:
     model = _unsupported(root, "Resize")  # loads fine; every mistake here is found before any lowering
     manifest = _manifest(root / "manifest.json", (1, 2, 4, 4))
     rng = np.random.default_rng(0)
-    np.savez(root / "eval.npz", x=rng.normal(size=(6, 2, 4, 4)).astype(np.float32), y=np.arange(6))
+    np.savez(root / "eval.npz", x=rng.normal(size=(6, 2, 4, 4)).astype(np.float32), y=np.arange(6) % 5)
     np.savez(root / "calib.npz", x=rng.normal(size=(3, 2, 4, 4)).astype(np.float32))
     data = json.loads(manifest.read_text())
     culprit = manifest
@@ -275,8 +276,9 @@ def test_run_dir_with_a_bad_manifest_is_one_line(tmp_path):
 @pytest.mark.slow
 def test_unwritable_bundle_directory_is_one_line(tmp_path):
     net = OnnxNet((1, 2, 4, 4))
-    y = net.op("Flatten", [net.op("Relu", [net.input])])
-    model = net.save(tmp_path / "f.onnx", y, output_shape=[1, 32])
+    y = net.op("Flatten", [net.op("GlobalAveragePool", [net.op("Relu", [net.input])])])
+    logits = net.op("Gemm", [y, net.const(np.ones((len(CLASSES), 2))), net.const(np.zeros(len(CLASSES)))], transB=1)
+    model = net.save(tmp_path / "f.onnx", logits, output_shape=[1, len(CLASSES)])
     (tmp_path / "file").write_text("a regular file, not a directory")
     out = tmp_path / "file" / "bundle"
     result = _invoke("onnx", model, "--manifest", _manifest(tmp_path / "m.json", (1, 2, 4, 4)), "--out", out)

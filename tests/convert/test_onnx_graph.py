@@ -11,7 +11,7 @@ from onnx_nets import OnnxNet
 
 from convert import padding
 from convert.errors import OnnxLoadError, UnsupportedOpError
-from convert.onnx_graph import ConvLowering, binary_filter_scale, load_graph
+from convert.onnx_graph import GROUPED_BINARY_REASON, ConvLowering, binary_filter_scale, load_graph
 
 
 def _small_binary(tmp_path, *, dims=(1, 8, 6, 6), sign_sign=False, weight=None, pad=None, conv_pads=0,
@@ -77,9 +77,10 @@ def test_conv_plan_holds_the_final_lowering_decision(tmp_path):
         assert plan.reads == (sub if lowering is ConvLowering.ONE_BEFORE_SIGN else plan.data), name
 
 
-def test_grouped_conv_is_rejected_when_the_graph_loads(tmp_path):
-    with pytest.raises(UnsupportedOpError, match=r"groups=2 \(only 1 or depthwise"):
-        load_graph(_small_binary(tmp_path, group=2))
+def test_grouped_binary_conv_stays_float_with_the_reason(tmp_path):
+    plan = load_graph(_small_binary(tmp_path, group=2)).conv_plans["bconv"]
+    assert plan.grouped and not plan.depthwise and not plan.binary and plan.binarized_from is not None
+    assert plan.reason == GROUPED_BINARY_REASON
 
 
 def test_binary_filter_check_matches_lce_tolerance():

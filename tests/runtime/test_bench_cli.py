@@ -42,6 +42,7 @@ def test_host_bench_all_models_writes_every_result_file(bundle_copy: Path, built
     for m in by_model.values():
         assert m["matches_reference"] is True, m["model"]
     assert by_model["fp32"]["engine"] == "tflite-interpreter" and by_model["fp32"]["backend"] == "tensorflow"
+    assert lce["delegate"] == "none" and by_model["fp32"]["delegate"].startswith("xnnpack")  # which kernels were timed
     for m in by_model.values():
         assert len(m["latency"]["windows"]) == 2 and m["latency"]["overall"]["n"] == 16
         assert m["latency"]["overall"]["median"] > 0 and m["peak_memory_mb"] > 0
@@ -53,6 +54,7 @@ def test_host_bench_all_models_writes_every_result_file(bundle_copy: Path, built
     assert session["facts"]["machine"] and session["date"] and session["emulated"] is False
     text = (sessions[0] / "results.txt").read_text()
     assert "EMULATED" not in text and "matches the convert stage" in text
+    assert "fp32: tflite-interpreter ran with delegate: xnnpack" in text
     assert "lce-interpreter" in (sessions[0] / "log.txt").read_text()
     rows = list(csv.DictReader((bench / "results.csv").open()))
     assert [r["model"] for r in rows] == ["lce", "fp32", "int8"]
@@ -184,7 +186,7 @@ def test_bundle_mistakes_are_one_line(bundle_copy: Path):
     assert "model.tflite: the TFLite flatbuffer is truncated or corrupt" in line
     (bundle_copy / "eval.npz").write_bytes(b"not a zip")
     line = one_line_error(invoke("--bundle", str(bundle_copy), "--model", "fp32"))
-    assert "eval.npz: unreadable eval set" in line
+    assert "eval.npz: not a readable .npz eval file" in line
 
 
 def test_inventory_mistakes_are_one_line(tmp_path: Path):

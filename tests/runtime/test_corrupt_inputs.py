@@ -1,5 +1,6 @@
 """Damaged inputs: a truncated or bit-flipped .tflite or ELF file is one clean BenchError or a valid result,
-never a traceback (the libraries behind runtime.tflite_ops and runtime.elf do not verify offsets)."""
+never a traceback (the libraries behind runtime.tflite_ops and runtime.elf do not verify offsets); a
+damaged bundle (manifest, flatbuffer, eval set) is refused by ``load_bundle`` in one line."""
 
 from __future__ import annotations
 
@@ -61,3 +62,21 @@ def test_damaged_elf_programs(aarch64_program: Path, tmp_path: Path):
     host = Path(shutil.which("ls") or "/bin/ls")
     outcomes = check_all(host, tmp_path, read_elf, ElfInfo)
     assert outcomes["error"] > 100 and outcomes["read"] > 0
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "model.tflite", "eval.npz"])
+def test_damaged_bundle_files_are_refused_in_one_line(bundle_copy: Path, tmp_path: Path, monkeypatch, name: str):
+    from fuzzing import Outcomes, flips, stray_files, truncations
+
+    from runtime.bundle import load_bundle
+
+    monkeypatch.chdir(tmp_path)
+    target = bundle_copy / name
+    good = target.read_bytes()
+    before = {p for p in bundle_copy.rglob("*") if p.is_file()}
+    outcomes = Outcomes(f"runtime: bundle {name} truncated ({min(len(good), 400)} offsets), bytes flipped", BenchError)
+    for data in [*truncations(good, limit=400), *flips(good, 200)]:
+        target.write_bytes(data)
+        outcomes.run(lambda: load_bundle(bundle_copy), str(target))
+    assert not outcomes.record(stray_files(tmp_path, before))["stray files"]
+    assert outcomes.counts["refused"] >= min(len(good), 400) - 1
