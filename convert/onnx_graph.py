@@ -20,7 +20,7 @@ import onnx
 from google.protobuf.message import DecodeError
 from onnx import helper, numpy_helper, shape_inference
 
-from convert import padding
+from convert import padding, qdq
 from convert.errors import OnnxLoadError, UnsupportedOpError
 
 # LCE's IsBinaryFilter tolerance: every |W / scale[o]| within this of 1.
@@ -132,6 +132,14 @@ class Graph:
     binarizers: dict[str, str] = field(default_factory=dict)  # binarized tensor -> its source tensor
     binarizer_nodes: set[str] = field(default_factory=set)  # helper nodes absorbed into a binarizer
     conv_plans: dict[str, ConvPlan] = field(default_factory=dict)
+    weight_grids: dict[str, qdq.WeightGrid] = field(default_factory=dict)  # conv weight -> its integer grid
+    quantize_points: dict[str, qdq.QuantizePoint] = field(default_factory=dict)  # DequantizeLinear output -> point
+    absorbed_nodes: set[str] = field(default_factory=set)  # QuantizeLinear nodes absorbed into a quantize point
+
+    @property
+    def has_qdq(self) -> bool:
+        """Whether the graph carries integer grids (QDQ) that the int8 model must keep."""
+        return bool(self.weight_grids or self.quantize_points)
 
     def consumers(self, tensor: str) -> list[onnx.NodeProto]:
         return [n for n in self.nodes if tensor in n.input]
@@ -239,6 +247,9 @@ def _infer_shapes(model: onnx.ModelProto, path: Path) -> tuple[onnx.ModelProto, 
 def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator
 
+    if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        opset = max(opset, 19)  # onnx.reference implements them from opset 19 on (same int8 semantics)
+
     names = [f"in{i}" for i in range(len(inputs))]
     renamed = helper.make_node(node.op_type, [names[i] if n else "" for i, n in enumerate(node.input)],
                                [f"out{i}" for i in range(len(node.output))], domain=node.domain)
@@ -258,8 +269,9 @@ def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> lis
 
 
 def _fold_constants(
-    graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]], opset: int
+    graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]], opset: int, dequantized: dict[str, qdq.Dequantized]
 ) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    """Fold constant nodes; a folded DequantizeLinear's codes and scales are kept in ``dequantized``."""
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     kept = []
     for node in graph.node:
@@ -276,8 +288,12 @@ def _fold_constants(
         # Any node whose inputs are all constants is evaluated here (the exporter's shape arithmetic,
         # e.g. F.pad's pads or ``x.view(x.size(0), -1)``).
         if present and all(i in consts for i in present):
-            values = _evaluate(node, [consts[i] if i else None for i in node.input], opset)
+            inputs = [consts[i] if i else None for i in node.input]
+            values = _evaluate(node, inputs, opset)
             consts.update(zip(node.output, values, strict=True))
+            record = qdq.Dequantized.of(node, inputs) if node.op_type == "DequantizeLinear" else None
+            if record is not None:
+                dequantized[node.output[0]] = record
             continue
         kept.append(node)
     return kept, consts
@@ -308,11 +324,12 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
                                      "custom-domain ops are not supported")
     # Fold, then re-infer on the folded graph (pads or shapes computed by now-folded nodes become
     # static), until nothing more folds.
-    nodes, consts = _fold_constants(model.graph, shapes, opset)
+    dequantized: dict[str, qdq.Dequantized] = {}
+    nodes, consts = _fold_constants(model.graph, shapes, opset, dequantized)
     while True:
         model = _rebuild(model, nodes, consts)
         model, shapes = _infer_shapes(model, path)
-        folded_nodes, consts = _fold_constants(model.graph, shapes, opset)
+        folded_nodes, consts = _fold_constants(model.graph, shapes, opset, dequantized)
         if len(folded_nodes) == len(nodes):
             break
         nodes = folded_nodes
@@ -321,6 +338,7 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
             node.name = f"{node.op_type}_{i}"
     graph = Graph(str(path), model, nodes, consts, shapes, input_name, input_shape, model.graph.output[0].name)
     _find_binarizers(graph)
+    qdq.analyse(graph, dequantized)
     graph.conv_plans = {node.name: plan_conv(graph, node) for node in nodes if node.op_type == "Conv"}
     return graph
 

@@ -25,6 +25,7 @@ from convert import report
 from convert.bundle import deploy_manifest, write_bundle
 from convert.engines import ENGINES, nchw_to_nhwc, run_onnx
 from convert.errors import ConvertError
+from convert.int8_qat import convert_int8_qat, grid_check
 from convert.keras_builder import BuiltModel, build_keras_model
 from convert.lce import convert_lce
 from convert.onnx_graph import Graph, load_graph
@@ -179,8 +180,9 @@ def convert_flatbuffers(graph: Graph, x_calib: np.ndarray, target: str, timer: S
         lce = convert_lce(built.model, target=target)
     with timer.stage("fp32"):
         fp32 = convert_fp32(built.model)
-    with timer.stage("int8"):
-        int8 = convert_int8(built.model, nchw_to_nhwc(x_calib))
+    with timer.stage("int8"):  # a graph with integer grids keeps them: quantization-aware int8
+        calib = nchw_to_nhwc(x_calib)
+        int8 = convert_int8_qat(graph, calib) if graph.has_qdq else convert_int8(built.model, calib)
     return Flatbuffers(built, {"lce": lce, "fp32": fp32, "int8": int8})
 
 
@@ -223,6 +225,8 @@ def convert(request: ConvertRequest) -> ConvertResult:
             input_nchw=inputs.graph.input_shape, onnx_ops=inputs.graph.op_histogram(),
             models={ENGINES[kind][0]: fb for kind, fb in flatbuffers.models.items()},
             layers=flatbuffers.built.layers, parity=parity, calibration_images=len(inputs.x_calib), timing_s=timing_s)
+        if inputs.graph.weight_grids:
+            result["int8_grids"] = grid_check(inputs.graph, flatbuffers.models["int8"])
         manifest = deploy_manifest(inputs.manifest, inputs.graph.input_shape, parity, flatbuffers.models,
                                    flatbuffers.built.layers)
     with timer.stage("write"):
