@@ -114,6 +114,9 @@ class QafMethod(Method):
     def on_step_start(self, step: int, model: nn.Module, ctx: MethodContext) -> None:
         if self.factorized:
             return
+        if ctx.structure_only:  # the summary: the factorised structure, not its values
+            self.factorized = True
+            return
         self.factorize(ctx)
         if not reestimate_batchnorm(model, ctx.calibration_batches(self.config.bn_batches)):
             raise ValueError("calibration got no batches; the training set must yield at least one batch")
