@@ -89,6 +89,8 @@ def test_int8_model_keeps_the_grids_and_float_models_round_exactly(tmp_path):
     assert engines["tflite_int8"]["agreement"] >= 0.9
     precisions = {r["name"]: r["precision"] for r in result.report["layers"]["layers"]}
     assert precisions["grid_conv"] == "w2a2" and precisions["grid_dw"] == "w4a8"
+    assert result.report["int8_grids"] == {"grid_convs": 2, "exact": 2, "missing": []}
+    assert "held exactly (codes and scales) by the int8 flatbuffer: 2" in (tmp_path / "out" / "report.md").read_text()
 
     interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "out" / "model_int8.tflite"))
     interpreter.allocate_tensors()
