@@ -178,6 +178,9 @@ def analyse(graph: Graph, dequantized: dict[str, Dequantized]) -> None:
         if node.op_type == "Conv" and node.input[1] in graph.weight_grids and all(
                 helper.get_attribute_value(a) == 1 for a in node.attribute if a.name == "group"):
             _fold_batchnorm(graph, node)
+    read = {node.input[1] for node in graph.nodes if node.op_type == "Conv"}  # a folded conv reads a new weight
+    for tensor in [t for t in graph.weight_grids if t not in read]:
+        del graph.weight_grids[tensor]
     for node in graph.nodes:
         if node.op_type == "DequantizeLinear":
             found = _quantize_point(graph, node)

@@ -61,6 +61,8 @@ def test_loader_finds_grids_and_points_and_folds_batchnorm(tmp_path):
     graph = load_graph(tmp_path / "m.onnx")
     assert "BatchNormalization" not in graph.op_histogram()  # folded into the grid conv
     conv = next(n for n in graph.nodes if n.name == "grid_conv")
+    dw = next(n for n in graph.nodes if n.name == "grid_dw")
+    assert set(graph.weight_grids) == {conv.input[1], dw.input[1]}  # the unfolded weight's grid is gone
     grid = graph.weight_grids[conv.input[1]]
     assert np.array_equal(np.abs(grid.codes), np.abs(codes)) and not grid.per_tensor
     folded = graph.consts[conv.input[1]]
@@ -69,7 +71,6 @@ def test_loader_finds_grids_and_points_and_folds_batchnorm(tmp_path):
     assert activation_bits(graph, conv.input[0]) == 2  # Clip(0, 3 s) -> 4 levels
     (point,) = graph.quantize_points.values()
     assert (point.scale, point.zero_point, point.range) == (ACT_SCALE, -128, (0.0, 255 * ACT_SCALE))
-    dw = next(n for n in graph.nodes if n.name == "grid_dw")
     assert graph.weight_grids[dw.input[1]].per_tensor and graph.weight_grids[dw.input[1]].bits == 4
     assert str(conv_precision(graph, dw.input[1], dw.input[0])) == "w4a8"
     assert WeightGrid(np.array([[1.0, 3.0, -1.0]]), np.array([1.0])).bits == 2
