@@ -31,7 +31,7 @@ Deploy (eval) forms of ``UniqConv2d``:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -50,22 +50,17 @@ ACTIVATION_STEP_GAIN = {1: 1.22399153, 2: 0.65076985, 3: 0.35340955, 4: 0.193248
 ACTIVATION_ZERO_POINT = -128  # the int8 code of level 0
 
 
-def _check_bits(name: str, bits: int, table: dict[int, float]) -> int:
-    if bits not in table:
-        raise ValueError(f"quantizer {name!r}: bits must be {min(table)}..{max(table)}, got {bits}")
-    return int(bits)
+class _LearnedStep(Quantizer):
+    """A UniQ quantizer's shared part: ``bits`` (a key of ``gains``, the step initialisation constants) and
+    the learnable step ``delta``, one per layer."""
 
-
-@register
-class UniqWeight(GridWeightQuantizer):
-    """UniQ's weight quantizer (``w_hat`` above), one learnable step per layer. Up to 7 bits: the codes
-    ``m = 2 w_hat / Delta_w`` (odd, ``|m| <= 2^b - 1``) must fit int8's [-127, 127]."""
-
-    name = "uniq_weight"
+    gains: ClassVar[dict[int, float]] = {}
 
     def __init__(self, bits: int = 2) -> None:
         super().__init__(0)
-        self.bits = _check_bits(self.name, bits, WEIGHT_STEP_GAIN)
+        if bits not in self.gains:
+            raise ValueError(f"quantizer {self.name!r}: bits must be {min(self.gains)}..{max(self.gains)}, got {bits}")
+        self.bits = int(bits)
         self.delta = torch.nn.Parameter(torch.tensor(1.0))
 
     @property
@@ -77,6 +72,18 @@ class UniqWeight(GridWeightQuantizer):
         """``n = 2^b - 1``."""
         return 2**self.bits - 1
 
+    def options(self) -> dict[str, Any]:
+        return {"bits": self.bits}
+
+
+@register
+class UniqWeight(_LearnedStep, GridWeightQuantizer):
+    """UniQ's weight quantizer (``w_hat`` above). Up to 7 bits: the codes ``m = 2 w_hat / Delta_w`` (odd,
+    ``|m| <= 2^b - 1``) must fit int8's [-127, 127]."""
+
+    name = "uniq_weight"
+    gains = WEIGHT_STEP_GAIN
+
     def step(self) -> torch.Tensor:
         """The grid step of the output: ``Delta_w / 2``."""
         return self.delta / 2
@@ -84,7 +91,7 @@ class UniqWeight(GridWeightQuantizer):
     @torch.no_grad()
     def init_step(self, w: torch.Tensor) -> None:
         """``Delta_w = c_b * std(w)`` (the official initialisation)."""
-        self.delta.copy_(w.detach().float().std() * WEIGHT_STEP_GAIN[self.bits])
+        self.delta.copy_(w.detach().float().std() * self.gains[self.bits])
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         n = self.levels
@@ -93,35 +100,19 @@ class UniqWeight(GridWeightQuantizer):
             step = grad_scale(step, 1.0 / math.sqrt(w.numel() * max(2 ** (self.bits - 1) - 1, 1)))
         return step * (round_ste((w / step + n / 2).clamp(0, n)) - n / 2)
 
-    def options(self) -> dict[str, Any]:
-        return {"bits": self.bits}
-
-
 @register
-class UniqActivation(Quantizer):
-    """UniQ's activation quantizer (``x_hat`` above), one learnable step per layer. Eval mode writes
-    ``clip(x, 0, n Delta_a)`` then the int8 QDQ pair (scale ``Delta_a``, zero point -128)."""
+class UniqActivation(_LearnedStep):
+    """UniQ's activation quantizer (``x_hat`` above). Eval mode writes ``clip(x, 0, n Delta_a)`` then the
+    int8 QDQ pair (scale ``Delta_a``, zero point -128)."""
 
     name = "uniq_activation"
     role = "activation"
-
-    def __init__(self, bits: int = 2) -> None:
-        super().__init__(0)
-        self.bits = _check_bits(self.name, bits, ACTIVATION_STEP_GAIN)
-        self.delta = torch.nn.Parameter(torch.tensor(1.0))
-
-    @property
-    def precision(self) -> int:  # type: ignore[override]
-        return self.bits
-
-    @property
-    def levels(self) -> int:
-        return 2**self.bits - 1
+    gains = ACTIVATION_STEP_GAIN
 
     @torch.no_grad()
     def observe(self, x: torch.Tensor) -> None:
         """One calibration batch: ``Delta_a = max(Delta_a, d_b * sqrt(2 E[x^2]))`` (start from 0 with ``reset``)."""
-        candidate = (2 * x.detach().double().pow(2).mean()).sqrt() * ACTIVATION_STEP_GAIN[self.bits]
+        candidate = (2 * x.detach().double().pow(2).mean()).sqrt() * self.gains[self.bits]
         self.delta.copy_(torch.maximum(self.delta, candidate.to(self.delta.dtype)))
 
     @torch.no_grad()
@@ -141,10 +132,6 @@ class UniqActivation(Quantizer):
         delta = self.delta.detach()
         return int8_qdq(torch.clamp(x, min=torch.zeros_like(delta), max=self.levels * delta), delta,
                         ACTIVATION_ZERO_POINT)
-
-    def options(self) -> dict[str, Any]:
-        return {"bits": self.bits}
-
 
 class UniqConv2d(GridConv2d):
     """A conv with UniQ input and weight quantizers (zero padding of the quantized input, as in the
