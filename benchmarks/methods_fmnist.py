@@ -129,9 +129,15 @@ def train_one(variant: str, seed: int, args: argparse.Namespace) -> int:
 
 
 def convert_one(variant: str, seed: int, args: argparse.Namespace) -> int:
-    """``bitat-edge convert run`` on a finished run (kept when its report is newer than its ONNX)."""
+    """``bitat-edge convert run`` on a finished run (kept when its report is newer than its ONNX); a run
+    whose export was interrupted (summary written, manifest missing) is exported again first."""
     out = run_dir(variant, seed, args)
     report = out / "deploy" / "report.json"
+    if (out / "summary.json").is_file() and not (out / "manifest.json").is_file():
+        _log(f"export {variant} seed {seed}")
+        log = args.runs / "logs" / f"{variant}_s{seed}.export.log"
+        if _call([sys.executable, "-m", "train.cli", "export", _rel(out)], log):
+            return 1
     if not (out / "model.onnx").is_file():
         return 1
     if report.is_file() and report.stat().st_mtime > (out / "model.onnx").stat().st_mtime:
