@@ -18,6 +18,7 @@ from bitat_edge.precision import W1A1, Precision
 from convert.errors import ConvertError, UnsupportedOpError
 from convert.lowering import handler_for
 from convert.onnx_graph import Graph
+from convert.qdq_layers import FakeQuant
 
 
 @dataclass
@@ -26,7 +27,7 @@ class LayerRecord:
 
     name: str
     op: str  # conv | depthwise_conv | linear
-    precision: Precision  # W1A1 (an LceBconv2d) or FLOAT
+    precision: Precision  # W1A1 (an LceBconv2d), a grid conv's bits (convert.qdq) or FLOAT
     binary_intent: bool
     params: int  # weights, at ``precision``
     macs: int  # float multiply-accumulates
@@ -49,17 +50,26 @@ class BuiltModel:
 
 
 class Builder:
-    """The Keras tensors computed so far, by ONNX tensor name, and the weight layers built."""
+    """The Keras tensors computed so far, by ONNX tensor name, and the weight layers built.
 
-    def __init__(self, graph: Graph) -> None:
+    With ``ranges`` (tensor -> calibrated min, max) the model is built quantization-aware for the int8
+    converter: every tensor in ``ranges`` passes through a ``FakeQuant`` of its range, quantize points
+    become ``FakeQuant`` and grid convs fake-quantize their kernels (``convert.int8_qat``)."""
+
+    def __init__(self, graph: Graph, ranges: dict[str, tuple[float, float]] | None = None) -> None:
         self.graph = graph
+        self.ranges = ranges
         self.tensors: dict[str, tf.Tensor] = {}
         self.records: list[LayerRecord] = []
         self.used_names: set[str] = set()
 
     def name(self, node: onnx.NodeProto, suffix: str = "") -> str:
         """A unique Keras layer name derived from the node's."""
-        base = re.sub(r"[^A-Za-z0-9_.-]", "_", node.name + suffix).strip("_.-") or node.op_type
+        return self.unique_name(node.name + suffix, node.op_type)
+
+    def unique_name(self, text: str, fallback: str = "layer") -> str:
+        """A unique Keras layer name derived from ``text``."""
+        base = re.sub(r"[^A-Za-z0-9_.-]", "_", text).strip("_.-") or fallback
         if not base[0].isalpha():
             base = "n_" + base
         name, i = base, 1
@@ -98,8 +108,18 @@ class Builder:
             macs=macs if precision.is_float else 0, bops=precision.binary_ops(macs), bias_params=bias_params,
             lowering=lowering, reason=reason))
 
+    @property
+    def quantization_aware(self) -> bool:
+        """Whether this build is the int8 converter's quantization-aware model."""
+        return self.ranges is not None
+
     def put(self, node: onnx.NodeProto, value: tf.Tensor) -> None:
-        self.tensors[node.output[0]] = value
+        self.tensors[node.output[0]] = self._calibrated(node.output[0], value, node.name)
+
+    def _calibrated(self, tensor: str, value: tf.Tensor, base: str) -> tf.Tensor:
+        if self.ranges is None or tensor not in self.ranges:
+            return value
+        return FakeQuant(*self.ranges[tensor], name=self.unique_name(f"{base}_range"))(value)
 
     def apply(self, node: onnx.NodeProto, layer: tf.keras.layers.Layer) -> None:
         """The node's output is ``layer`` applied to its first input."""
@@ -108,8 +128,9 @@ class Builder:
     def build(self) -> BuiltModel:
         _, c, h, w = self.graph.input_shape
         inp = tf.keras.Input(shape=(h, w, c), batch_size=1, name="input")
-        self.tensors[self.graph.input_name] = inp
-        nodes = [n for n in self.graph.nodes if n.name not in self.graph.binarizer_nodes]
+        self.tensors[self.graph.input_name] = self._calibrated(self.graph.input_name, inp, "input")
+        skipped = self.graph.binarizer_nodes | self.graph.absorbed_nodes
+        nodes = [n for n in self.graph.nodes if n.name not in skipped]
         # Unknown ops first: they are the likeliest reason a foreign model fails.
         steps = [(node, handler_for(node)) for node in nodes]
         for node, handler in steps:
@@ -122,6 +143,7 @@ class Builder:
         return BuiltModel(tf.keras.Model(inp, out, name="converted"), self.records)
 
 
-def build_keras_model(graph: Graph) -> BuiltModel:
-    """The tf-keras model computing ``graph`` on NHWC input, and a record per weight layer."""
-    return Builder(graph).build()
+def build_keras_model(graph: Graph, ranges: dict[str, tuple[float, float]] | None = None) -> BuiltModel:
+    """The tf-keras model computing ``graph`` on NHWC input, and a record per weight layer (quantization-aware
+    with ``ranges``, see ``Builder``)."""
+    return Builder(graph, ranges).build()

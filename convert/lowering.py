@@ -23,6 +23,7 @@ from convert.deferred import Deferred
 from convert.errors import UnsupportedOpError
 from convert.onnx_graph import LOAD_RULES, ConvLowering, attrs, onnx_pads, pad_node_spatial
 from convert.ops import Handler, OpRegistry
+from convert.qdq import conv_precision
 
 if TYPE_CHECKING:
     import larq as lq
@@ -30,11 +31,14 @@ if TYPE_CHECKING:
 
     from convert.keras_builder import Builder
     from convert.keras_layers import Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D
+    from convert.qdq_layers import FakeQuant, GridConv2D, QuantizeFloat
 else:  # imported by the first handler that runs: listing the op set needs no TensorFlow (convert.deferred)
     tf, lq = Deferred("tensorflow"), Deferred("larq")
     Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D = (
         Deferred("convert.keras_layers", name)
         for name in ("Affine", "Clip", "Elementwise", "GroupedConv2D", "HardSigmoid", "HardSwish", "Pad2D"))
+    FakeQuant, GridConv2D, QuantizeFloat = (
+        Deferred("convert.qdq_layers", name) for name in ("FakeQuant", "GridConv2D", "QuantizeFloat"))
 
 BINARY_DENSE_REASON = "binary dense layers stay float in LCE (LceQuantize -> LceDequantize -> FULLY_CONNECTED)"
 
@@ -69,6 +73,7 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     g = plan.geometry
     weight = b.const(node, 1).astype(np.float32)
     bias = b.const(node, 2).astype(np.float32) if b.has_input(node, 2) else None
+    grid = b.graph.weight_grids.get(node.input[1])
     x = b.tensor(node, plan.reads)
     if plan.lowering.explicit_pad:
         x = Pad2D(plan.pads, plan.pad_value, name=b.name(node, "_pad"))(x)
@@ -77,21 +82,24 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     common = dict(strides=g.strides, padding=plan.padding_mode, dilation_rate=g.dilations,
                   use_bias=bias is not None, name=b.name(node))
     extra = [] if bias is None else [bias]
-    if plan.depthwise:
-        cin = int(x.shape[-1])
-        mult = weight.shape[0] // cin
-        layer = tf.keras.layers.DepthwiseConv2D(g.kernel, depth_multiplier=mult, **common)
-        out = layer(x)
-        layer.set_weights([weight.reshape(cin, mult, *g.kernel).transpose(2, 3, 0, 1), *extra])
-    elif plan.grouped:
-        out = GroupedConv2D(weight.transpose(2, 3, 1, 0), bias, g.groups, g.strides, plan.padding_mode, g.dilations,
-                            name=b.name(node))(x)
+    cin = int(x.shape[-1])
+    kernel = (weight.reshape(cin, weight.shape[0] // cin, *g.kernel).transpose(2, 3, 0, 1) if plan.depthwise
+              else weight.transpose(2, 3, 1, 0))
+    if plan.grouped:
+        out = GroupedConv2D(kernel, bias, g.groups, g.strides, plan.padding_mode, g.dilations, name=common["name"])(x)
+    elif grid is not None and b.quantization_aware:  # the int8 model keeps the weight grid exactly
+        out = GridConv2D(kernel, bias, grid.scale, strides=g.strides, padding=plan.padding_mode,
+                         dilations=g.dilations, depthwise=plan.depthwise, name=common["name"])(x)
     else:
-        layer = tf.keras.layers.Conv2D(weight.shape[0], g.kernel, **common)
+        if plan.depthwise:
+            layer = tf.keras.layers.DepthwiseConv2D(g.kernel, depth_multiplier=weight.shape[0] // cin, **common)
+        else:
+            layer = tf.keras.layers.Conv2D(weight.shape[0], g.kernel, **common)
         out = layer(x)
-        layer.set_weights([weight.transpose(2, 3, 1, 0), *extra])
+        layer.set_weights([kernel, *extra])
     _, oh, ow, oc = (int(d) for d in out.shape)
-    b.record(node, "depthwise_conv" if plan.depthwise else "conv", W1A1 if plan.binary else FLOAT,
+    b.record(node, "depthwise_conv" if plan.depthwise else "conv",
+             W1A1 if plan.binary else conv_precision(b.graph, node.input[1], plan.data),
              binary_intent=plan.binarized_from is not None, params=int(weight.size),
              bias_params=0 if bias is None else int(bias.size),
              macs=oh * ow * oc * weight.shape[1] * g.kernel[0] * g.kernel[1], lowering=plan.description,
@@ -117,12 +125,13 @@ def _relu(b: Builder, node: onnx.NodeProto) -> None:
     b.apply(node, tf.keras.layers.ReLU(name=b.name(node)))
 
 
-@LOWERINGS.lowers("Clip", accepts="constant min/max", becomes="min 0: `ReLU(max_value)` (ReLU6); otherwise "
-                                                              "`clip_by_value`")
+@LOWERINGS.lowers("Clip", accepts="constant min/max", becomes="min 0: `ReLU(max_value)` (ReLU6); otherwise, and "
+                                                              "in a quantization-aware int8 model, `clip_by_value`")
 def _clip(b: Builder, node: onnx.NodeProto) -> None:
     low = float(b.const(node, 1)) if b.has_input(node, 1) else -math.inf
     high = float(b.const(node, 2)) if b.has_input(node, 2) else math.inf
-    if low == 0.0:
+    # Keras' ReLU(max_value) is three TF ops, one FakeQuant range cannot cover: int8 needs clip_by_value.
+    if low == 0.0 and not b.quantization_aware:
         b.apply(node, tf.keras.layers.ReLU(max_value=None if math.isinf(high) else high, name=b.name(node)))
     else:
         b.apply(node, Clip(low, high, name=b.name(node)))
@@ -418,6 +427,30 @@ LOWERINGS.lowers("Where", accepts=f"only as the binarizer `{_WHERE_FORM}`",
                  becomes="Larq `SteSign` -> `LceQuantize`")(_binarizer(_WHERE_FORM))
 LOWERINGS.lowers("Sign", accepts="only as the binarizer `Sign(Sign(x) + c)`, 0 < c < 1",
                  becomes="Larq `SteSign` -> `LceQuantize`")(_binarizer(_SIGN_FORM))
+
+
+# -- integer grids (QDQ, see convert/qdq.py) ----------------------------------------------------------
+
+@LOWERINGS.lowers("DequantizeLinear", accepts="of constant integer codes feeding a Conv (folded; its grid is kept), "
+                  "or after `QuantizeLinear` of a tensor with the same constant scalar scale and zero point",
+                  becomes="a quantize point: exact float rounding in the LCE / fp32 models, `FakeQuant` with "
+                  "exactly its range in the int8 model (see \"Integer grids\")")
+def _dequantize(b: Builder, node: onnx.NodeProto) -> None:
+    point = b.graph.quantize_points.get(node.output[0])
+    if point is None:
+        raise UnsupportedOpError(node.name, node.op_type, "only QuantizeLinear -> DequantizeLinear of a tensor with "
+                                 "one constant scale and zero point, or of constant codes, is supported")
+    layer = (FakeQuant(*point.range, name=b.name(node)) if b.quantization_aware
+             else QuantizeFloat(point, name=b.name(node)))
+    b.put(node, layer(b.tensor(node, point.source)))
+
+
+@LOWERINGS.lowers("QuantizeLinear", accepts="of a constant (folded), or followed by its `DequantizeLinear`",
+                  becomes="part of the quantize point")
+def _quantize(b: Builder, node: onnx.NodeProto) -> None:
+    # A QuantizeLinear that is part of a quantize point never gets here (the loader absorbs it).
+    raise UnsupportedOpError(node.name, node.op_type, "only QuantizeLinear followed by its DequantizeLinear "
+                             "(same scale and zero point) is supported")
 
 
 @LOWERINGS.lowers("Identity", "Dropout", becomes="pass-through")

@@ -25,7 +25,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from onnx import helper, numpy_helper, shape_inference
 
-from convert import padding
+from convert import padding, qdq
 from convert.errors import ConvertError, OnnxLoadError, UnsupportedOpError
 
 # LCE's IsBinaryFilter tolerance: every |W / scale[o]| within this of 1.
@@ -144,6 +144,14 @@ class Graph:
     binarizers: dict[str, str] = field(default_factory=dict)  # binarized tensor -> its source tensor
     binarizer_nodes: set[str] = field(default_factory=set)  # helper nodes absorbed into a binarizer
     conv_plans: dict[str, ConvPlan] = field(default_factory=dict)
+    weight_grids: dict[str, qdq.WeightGrid] = field(default_factory=dict)  # conv weight -> its integer grid
+    quantize_points: dict[str, qdq.QuantizePoint] = field(default_factory=dict)  # DequantizeLinear output -> point
+    absorbed_nodes: set[str] = field(default_factory=set)  # QuantizeLinear nodes absorbed into a quantize point
+
+    @property
+    def has_qdq(self) -> bool:
+        """Whether the graph carries integer grids (QDQ) that the int8 model must keep."""
+        return bool(self.weight_grids or self.quantize_points)
 
     def consumers(self, tensor: str) -> list[onnx.NodeProto]:
         return [n for n in self.nodes if tensor in n.input]
@@ -341,6 +349,9 @@ def _static_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
 def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> list[np.ndarray]:
     from onnx.reference import ReferenceEvaluator  # imported by load_graph before it forks
 
+    if node.op_type in ("QuantizeLinear", "DequantizeLinear"):
+        opset = max(opset, 19)  # onnx.reference implements them from opset 19 on (same int8 semantics)
+
     names = [f"in{i}" for i in range(len(inputs))]
     renamed = helper.make_node(node.op_type, [names[i] if n else "" for i, n in enumerate(node.input)],
                                [f"out{i}" for i in range(len(node.output))], domain=node.domain)
@@ -360,8 +371,9 @@ def _evaluate(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> lis
 
 
 def _fold_constants(
-    graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]], opset: int
+    graph: onnx.GraphProto, shapes: dict[str, tuple[int, ...]], opset: int, dequantized: dict[str, qdq.Dequantized]
 ) -> tuple[list[onnx.NodeProto], dict[str, np.ndarray]]:
+    """Fold constant nodes; a folded DequantizeLinear's codes and scales are kept in ``dequantized``."""
     consts = {init.name: numpy_helper.to_array(init) for init in graph.initializer}
     kept = []
     for node in graph.node:
@@ -378,8 +390,9 @@ def _fold_constants(
         # Any node whose inputs are all constants is evaluated here (the exporter's shape arithmetic,
         # e.g. F.pad's pads or ``x.view(x.size(0), -1)``).
         if present and all(i in consts for i in present):
+            inputs = [consts[i] if i else None for i in node.input]
             try:
-                values = _evaluate(node, [consts[i] if i else None for i in node.input], opset)
+                values = _evaluate(node, inputs, opset)
             except Exception as exc:  # onnx.reference raises whatever its op implementation raises
                 raise UnsupportedOpError(node.name or node.output[0], node.op_type, "its constant inputs cannot be "
                                          f"evaluated ({type(exc).__name__}: {one_line(str(exc))[:120]})") from None
@@ -387,6 +400,9 @@ def _fold_constants(
                 raise UnsupportedOpError(node.name or node.output[0], node.op_type, "its evaluation gives "
                                          f"{len(values)} outputs for {len(node.output)}")
             consts.update(zip(node.output, values, strict=True))
+            record = qdq.Dequantized.of(node, inputs) if node.op_type == "DequantizeLinear" else None
+            if record is not None:
+                dequantized[node.output[0]] = record
             continue
         kept.append(node)
     return kept, consts
@@ -403,15 +419,17 @@ def _rebuild(model: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: dict[s
 
 def _folded(model: onnx.ModelProto, path: Path, opset: int) -> bytes:
     """Check, infer shapes, fold constants and re-infer on the folded graph (pads or shapes computed by
-    now-folded nodes become static) until nothing more folds; the final inferred model, serialized."""
+    now-folded nodes become static) until nothing more folds; pickled: the final inferred model, serialized,
+    and the records of the folded DequantizeLinear nodes (``qdq.Dequantized`` by output name)."""
     _check(model, path)
     model = _infer_shapes(model, path)
-    nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset)
+    dequantized: dict[str, qdq.Dequantized] = {}
+    nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset, dequantized)
     while True:
         model = _infer_shapes(_rebuild(model, nodes, consts), path)
-        folded_nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset)
+        folded_nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset, dequantized)
         if len(folded_nodes) == len(nodes):
-            return model.SerializeToString()
+            return pickle.dumps((model.SerializeToString(), dequantized))
         nodes = folded_nodes
 
 
@@ -429,7 +447,9 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
             raise UnsupportedOpError(node.name or node.output[0], f"{node.domain}.{node.op_type}",
                                      "custom-domain ops are not supported")
     import onnx.reference  # noqa: F401 - once here, not in every forked child
-    model = onnx.ModelProto.FromString(_crash_safe(lambda: _folded(model, path, opset), path))
+    payload = _crash_safe(lambda: _folded(model, path, opset), path)
+    folded, dequantized = pickle.loads(payload)  # noqa: S301 - written by our own child process
+    model = onnx.ModelProto.FromString(folded)
     nodes = list(model.graph.node)
     consts = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     for i, node in enumerate(nodes):
@@ -438,6 +458,7 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
     graph = Graph(str(path), model, nodes, consts, _static_shapes(model), input_name, input_shape,
                   model.graph.output[0].name)
     _find_binarizers(graph)
+    qdq.analyse(graph, dequantized)
     graph.conv_plans = {node.name: plan_conv(graph, node) for node in nodes if node.op_type == "Conv"}
     return graph
 

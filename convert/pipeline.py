@@ -197,6 +197,7 @@ def load_inputs(request: ConvertRequest) -> Inputs:
 
 def convert_flatbuffers(graph: Graph, x_calib: np.ndarray, target: str, timer: StageTimer) -> Flatbuffers:
     """Step 2: the Keras model, then the LCE flatbuffer and the fp32 / int8 TFLite baselines."""
+    from convert.int8_qat import convert_int8_qat
     from convert.keras_builder import build_keras_model
     from convert.lce import convert_lce
     from convert.tflite import convert_fp32, convert_int8
@@ -207,8 +208,9 @@ def convert_flatbuffers(graph: Graph, x_calib: np.ndarray, target: str, timer: S
         lce = convert_lce(built.model, target=target)
     with timer.stage("fp32"):
         fp32 = convert_fp32(built.model)
-    with timer.stage("int8"):
-        int8 = convert_int8(built.model, nchw_to_nhwc(x_calib))
+    with timer.stage("int8"):  # a graph with integer grids keeps them: quantization-aware int8
+        calib = nchw_to_nhwc(x_calib)
+        int8 = convert_int8_qat(graph, calib) if graph.has_qdq else convert_int8(built.model, calib)
     return Flatbuffers(built, {"lce": lce, "fp32": fp32, "int8": int8})
 
 
@@ -272,6 +274,10 @@ def convert(request: ConvertRequest) -> ConvertResult:
             layers=flatbuffers.built.layers, parity=parity, gate=request.gate.verdict(parity),
             calibration_images=len(inputs.x_calib), timing_s=timing_s)
         result["engine_blob"] = blob_summary
+        if inputs.graph.weight_grids:
+            from convert.int8_qat import grid_check
+
+            result["int8_grids"] = grid_check(inputs.graph, flatbuffers.models["int8"])
         manifest = deploy_manifest(inputs.manifest, inputs.graph.input_shape, parity, flatbuffers.models,
                                    flatbuffers.built.layers, blob)
     if not result["gate"]["passed"]:

@@ -128,6 +128,12 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- stays float: `{item['name']}` ({item['op']}): {item['reason']}")
     for problem in report["binary_check"]["problems"]:
         lines.append(f"- problem: {problem}")
+    grids = report.get("int8_grids")
+    if grids:  # convert/int8_qat.py grid_check
+        lines += ["", "## Integer grids in the int8 model", "",
+                  f"- grid convs (QDQ weights): {grids['grid_convs']}; held exactly (codes and scales) by the int8 "
+                  f"flatbuffer: {grids['exact']}"]
+        lines += [f"- not exact: `{name}`" for name in grids["missing"]]
     lines += ["", "## Sizes", "", "| file | bytes |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s.items()]
     lines += ["", f"LCE / fp32 size ratio: {report['lce_over_fp32']:.4f}; int8 calibrated on "

@@ -54,7 +54,7 @@ def assemble_offline(cfg: TrainConfig, info: DatasetInfo, device: torch.device, 
                      ) -> tuple[Method, nn.Module, MethodContext]:
     """``assemble`` without the dataset: the method calibrates on seeded noise (``noise_batches``)."""
     ctx = MethodContext(device=device, steps_per_epoch=steps_per_epoch, total_steps=total_steps,
-                        calibration_batches=noise_batches(info, device), log=log)
+                        calibration_batches=noise_batches(info, device), log=log, structure_only=True)
     method, model = assemble(cfg, info, ctx)
     return method, model, ctx
 

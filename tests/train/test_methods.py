@@ -22,9 +22,9 @@ SMOKE = REPO / "configs" / "smoke_synthetic.yaml"
 
 
 def test_registry_lists_and_rejects_names():
-    assert {"float", "ste", "bitat"} <= set(methods.available())
+    assert {"float", "ste", "bitat", "uniq", "quantnet", "qaf"} <= set(methods.available())
     assert methods.get("ste").config_cls is SteConfig
-    with pytest.raises(ValueError, match="unknown method 'bitatt'; available: bitat, float, ste"):
+    with pytest.raises(ValueError, match="unknown method 'bitatt'; available: bitat, float, qaf, quantnet, ste, uniq"):
         methods.get("bitatt")
     with pytest.raises(ValueError, match="already registered"):
         methods.register(methods.get("bitat"))

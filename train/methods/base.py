@@ -29,6 +29,8 @@ class MethodContext:
     ``calibration_batches(n)`` yields up to ``n`` (inputs, labels) batches from the training set
     without augmentation, already on ``device``; a method uses it to measure statistics (BiTAT's
     input correlations). ``steps_per_epoch`` and ``total_steps`` let a method place its schedule.
+    ``structure_only``: the model is assembled for its structure (the summary), not trained; a method
+    may skip expensive numerics whose values do not matter then (QAF's factorisation).
     """
 
     device: torch.device
@@ -36,6 +38,7 @@ class MethodContext:
     total_steps: int
     calibration_batches: Callable[[int], Iterator[tuple[torch.Tensor, torch.Tensor]]]
     log: Callable[[str], None] = print
+    structure_only: bool = False
 
 
 class MethodConfig(Section):

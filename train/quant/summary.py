@@ -2,9 +2,10 @@
 MACs and binary operations (BOPs), which layers are binary and why the others stay float.
 
 Conventions: weights take their precision's packed size (``Precision.weight_bytes``: a 1-bit weight
-1/8 byte, a float one 4 bytes); every other parameter (BatchNorm, thresholds, activations'
-parameters) is float. BOPs are ``Precision.binary_ops`` of a layer's MACs (1-bit x 1-bit: the MACs);
-``ops = float MACs + BOPs / 64`` (the Bi-Real/ReActNet count of operations).
+1/8 byte, a b-bit one b/8, a float one 4 bytes); every other parameter (BatchNorm, thresholds,
+quantizer steps) is float. BOPs are ``Precision.binary_ops`` of a layer's MACs (MACs x weight bits x
+activation bits; 1-bit x 1-bit: the MACs); ``ops = float MACs + BOPs / 64`` (the Bi-Real/ReActNet
+count of operations, which counts a quantized layer by its BOPs).
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ def summary_dict(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, An
     macs = count_macs(model, input_shape)
     modules = dict(model.named_modules())
     rows = []
-    totals = {"binary_params": 0, "float_weight_params": 0, "binary_macs": 0, "float_macs": 0, "bytes": 0.0,
-              "bops": 0, "binary_layers": 0}
+    totals = {"binary_params": 0, "low_bit_params": 0, "float_weight_params": 0, "binary_macs": 0,
+              "low_bit_macs": 0, "float_macs": 0, "bytes": 0.0, "bops": 0, "binary_layers": 0}
     for spec in layer_specs(model):
         params = modules[spec.name].weight.numel()
         binary = spec.precision.is_binary
@@ -40,17 +41,20 @@ def summary_dict(model: nn.Module, input_shape: tuple[int, ...]) -> dict[str, An
             "bops": spec.precision.binary_ops(layer_macs),
         }
         rows.append(row)
-        totals["binary_params" if spec.precision.weight_bits == 1 else "float_weight_params"] += params
-        totals["binary_macs" if binary else "float_macs"] += layer_macs
+        bits = spec.precision.weight_bits
+        totals["binary_params" if bits == 1 else "float_weight_params" if bits == FLOAT.weight_bits
+               else "low_bit_params"] += params
+        totals["binary_macs" if binary else "float_macs" if spec.precision.is_float else "low_bit_macs"] += layer_macs
         totals["bytes"] += row["bytes"]
         totals["bops"] += row["bops"]
         totals["binary_layers"] += binary
-    other = sum(p.numel() for p in model.parameters()) - totals["binary_params"] - totals["float_weight_params"]
+    weights = totals["binary_params"] + totals["low_bit_params"] + totals["float_weight_params"]
+    other = sum(p.numel() for p in model.parameters()) - weights
     totals["other_float_params"] = other
-    totals["params"] = totals["binary_params"] + totals["float_weight_params"] + other
+    totals["params"] = weights + other
     totals["bytes"] += FLOAT.weight_bytes(other)
     totals["float32_bytes"] = FLOAT.weight_bytes(totals["params"])
-    totals["macs"] = totals["binary_macs"] + totals["float_macs"]
+    totals["macs"] = totals["binary_macs"] + totals["low_bit_macs"] + totals["float_macs"]
     totals["ops"] = totals["float_macs"] + totals["bops"] / 64
     totals["layers"] = len(rows)
     return {"layers": rows, "totals": totals}
@@ -66,7 +70,7 @@ def _human(n: float) -> str:
 def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> str:
     """The summary as a fixed-width text table."""
     data = summary_dict(model, input_shape)
-    header = f"{'layer':<28} {'op':<15} {'prec':<6} {'params':>8} {'bytes':>9} {'MACs':>9} {'BOPs':>9}  float because"
+    header = f"{'layer':<28} {'op':<15} {'prec':<6} {'params':>8} {'bytes':>9} {'MACs':>9} {'BOPs':>9}  not quantized because"
     lines = [header, "-" * len(header)]
     for r in data["layers"]:
         lines.append(
@@ -78,10 +82,12 @@ def model_summary(model: nn.Module, input_shape: tuple[int, ...]) -> str:
         "-" * len(header),
         f"binary layers: {t['binary_layers']} of {t['layers']}",
         f"params: {_human(t['params'])} ({_human(t['binary_params'])} 1-bit weights, "
-        f"{_human(t['float_weight_params'])} float weights, {_human(t['other_float_params'])} other float)",
+        f"{_human(t['low_bit_params'])} 2-8-bit weights, {_human(t['float_weight_params'])} float weights, "
+        f"{_human(t['other_float_params'])} other float)",
         f"size: {_human(t['bytes'])}B packed vs {_human(t['float32_bytes'])}B all-float32 "
         f"({t['float32_bytes'] / max(t['bytes'], 1):.1f}x smaller)",
-        f"MACs: {_human(t['macs'])} ({_human(t['binary_macs'])} binary, {_human(t['float_macs'])} float); "
+        f"MACs: {_human(t['macs'])} ({_human(t['binary_macs'])} binary, {_human(t['low_bit_macs'])} 2-8-bit, "
+        f"{_human(t['float_macs'])} float); "
         f"BOPs: {_human(t['bops'])}; OPs (float MACs + BOPs/64): {_human(t['ops'])}",
     ]
     return "\n".join(lines)

@@ -39,8 +39,10 @@ def quantize_layers(
     *,
     pad_value: float = 1.0,
     active: bool = False,
+    layer_cls: type[QuantConv2d] = QuantConv2d,
 ) -> dict[str, QuantConv2d]:
-    """Replace each named conv by a ``QuantConv2d`` sharing its parameters; return them by name.
+    """Replace each named conv by a ``layer_cls`` (a ``QuantConv2d``) sharing its parameters; return them
+    by name.
 
     The factories build each layer's quantizers from the float conv (e.g. a threshold with one
     entry per input channel). ``active`` says whether the quantizers start switched on.
@@ -54,7 +56,7 @@ def quantize_layers(
                 f"(eligible: {', '.join(sorted(eligible)) or 'none'})"
             )
         conv = model.get_submodule(name)
-        layer = QuantConv2d.from_conv(
+        layer = layer_cls.from_conv(
             conv, input_quantizer=input_quantizer(conv), weight_quantizer=weight_quantizer(conv), pad_value=pad_value
         )
         layer.set_quantized(input=active, weight=active)

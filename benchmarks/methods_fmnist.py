@@ -1,0 +1,334 @@
+"""Benchmark: UniQ, QuantNet and QAF beside float, STE and BiTAT on Fashion-MNIST at equal budget,
+trained, deployed and measured on the host.
+
+Every run goes through the train CLI (``--reuse``: a finished run is kept, an interrupted one
+resumes) from the default quantized config (``configs/fmnist_bitat.yaml``: its epochs, optimizer,
+schedule, distillation and float initialisation) with only the method swapped; then through
+``bitat-edge convert run``. The W1A1 rows deploy the LCE flatbuffer, the others the int8 TFLite
+one; both are run on the host over the whole test set by the converter's parity check. The float,
+STE and BiTAT rows are not re-trained: they are read from ``results/bitat_fmnist.csv`` (the BiTAT
+benchmark at the same budget). Writes ``results/methods_fmnist.csv`` and the generated
+``results/methods_fmnist.md`` (paths relative to the repository root).
+
+    .venv/bin/python benchmarks/methods_fmnist.py --seeds 0,1,2 --jobs 2
+    .venv/bin/python benchmarks/methods_fmnist.py --only uniq_w1a1 --stage train
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from bitat_edge.atomic import write_text
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row: the method overrides, the deployed model kind and what the row is."""
+
+    overrides: tuple[str, ...]
+    deploy: str  # "lce" or "int8"
+    what: str
+
+
+VARIANTS: dict[str, Variant] = {
+    "uniq_w1a1": Variant(("method={name: uniq, bits: 1}",), "lce", "UniQ, {0, Delta} activations as LCE +/-1"),
+    "uniq_w2a2": Variant(("method={name: uniq, bits: 2}",), "int8", "UniQ 2-bit weights and activations"),
+    "uniq_w4a4": Variant(("method={name: uniq, bits: 4}",), "int8", "UniQ 4-bit weights and activations"),
+    "quantnet_w1a1": Variant(("method={name: quantnet}",), "lce", "QuantNet (our interpretation)"),
+    "qaf_w8": Variant(("method={name: qaf, bits: 8}",), "int8", "QAF, CP rank ratio 2, 8-bit factors, A8"),
+    "qaf_w6": Variant(("method={name: qaf, bits: 6}",), "int8", "QAF, CP rank ratio 2, 6-bit factors, A8"),
+    "qaf_w4": Variant(("method={name: qaf, bits: 4}",), "int8", "QAF, CP rank ratio 2, 4-bit factors, A8"),
+}
+SHARED = ("data.augment=false",)  # the quantized runs' recipe beside the config (as the BiTAT benchmark)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds [default: 0,1,2]")
+    p.add_argument("--only", default=",".join(VARIANTS), help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    p.add_argument("--stage", choices=("train", "convert", "table", "all"), default="all",
+                   help="train only, train and convert, only rebuild the table from existing runs, or everything")
+    p.add_argument("--jobs", type=int, default=1, help="runs trained/converted at once [default: 1]")
+    p.add_argument("--config", type=Path, default=REPO / "configs" / "fmnist_bitat.yaml")
+    p.add_argument("--float-run", type=Path, default=REPO / "runs" / "fmnist_float",
+                   help="the finished float run: initialisation and teacher of every run")
+    p.add_argument("--runs", type=Path, default=REPO / "runs" / "bench_methods_fmnist", help="parent of the run dirs")
+    p.add_argument("--results", type=Path, default=REPO / "results", help="where the CSV and markdown go")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="config override for every run; repeatable")
+    args = p.parse_args(argv)
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    args.only = [v.strip() for v in args.only.split(",") if v.strip()]
+    unknown = [v for v in args.only if v not in VARIANTS]
+    if unknown:
+        p.error(f"--only: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
+    if not (args.float_run / "checkpoints" / "best.pt").is_file():
+        p.error(f"--float-run {args.float_run} has no checkpoints/best.pt; run `make train-float` first")
+    if not args.config.is_file():
+        p.error(f"config {args.config} not found")
+    if args.jobs < 1:
+        p.error("--jobs must be >= 1")
+    return args
+
+
+def _rel(path: Path) -> str:
+    return os.path.relpath(path, REPO)
+
+
+def run_dir(variant: str, seed: int, args: argparse.Namespace) -> Path:
+    return args.runs / f"{variant}_s{seed}"
+
+
+def train_command(variant: str, seed: int, args: argparse.Namespace) -> list[str]:
+    """The train CLI call of one run (its overrides decide whether ``--reuse`` keeps a finished run)."""
+    teacher = _rel(args.float_run / "checkpoints" / "best.pt")
+    overrides = [f"seed={seed}", *SHARED, *args.overrides, *VARIANTS[variant].overrides,
+                 f"model.init_from={teacher}", f"distill.teacher={teacher}", f"name={variant}_s{seed}",
+                 "run.progress=false"]
+    cmd = [sys.executable, "-m", "train.cli", "run", "--config", _rel(args.config), "--out",
+           _rel(run_dir(variant, seed, args)), "--reuse"]
+    for o in overrides:
+        cmd += ["--set", o]
+    return cmd
+
+
+def _log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _call(cmd: list[str], log: Path) -> int:
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "a", encoding="utf-8") as handle:
+        return subprocess.run(cmd, cwd=REPO, stdout=handle, stderr=subprocess.STDOUT, check=False).returncode
+
+
+def train_one(variant: str, seed: int, args: argparse.Namespace) -> int:
+    out = run_dir(variant, seed, args)
+    _log(f"train {variant} seed {seed}: {_rel(out)}")
+    code = _call(train_command(variant, seed, args), args.runs / "logs" / f"{variant}_s{seed}.train.log")
+    _log(f"train {variant} seed {seed}: exit {code}")
+    return code
+
+
+def convert_one(variant: str, seed: int, args: argparse.Namespace) -> int:
+    """``bitat-edge convert run`` on a finished run (kept when its report is newer than its ONNX); a run
+    whose export was interrupted (summary written, manifest missing) is exported again first."""
+    out = run_dir(variant, seed, args)
+    report = out / "deploy" / "report.json"
+    if (out / "summary.json").is_file() and not (out / "manifest.json").is_file():
+        _log(f"export {variant} seed {seed}")
+        log = args.runs / "logs" / f"{variant}_s{seed}.export.log"
+        if _call([sys.executable, "-m", "train.cli", "export", _rel(out)], log):
+            return 1
+    if not (out / "model.onnx").is_file():
+        return 1
+    if report.is_file() and report.stat().st_mtime > (out / "model.onnx").stat().st_mtime:
+        return 0
+    _log(f"convert {variant} seed {seed}")
+    cmd = [sys.executable, "-c", "from bitat_edge.cli import main; main()", "convert", "run", _rel(out)]
+    code = _call(cmd, args.runs / "logs" / f"{variant}_s{seed}.convert.log")
+    _log(f"convert {variant} seed {seed}: exit {code}")
+    return code
+
+
+def build_one(variant: str, seed: int, args: argparse.Namespace) -> int:
+    """Train one run, then (unless ``--stage train``) convert it, so each finished run is deployed at once."""
+    code = train_one(variant, seed, args)
+    return code if code or args.stage == "train" else convert_one(variant, seed, args)
+
+
+# -- the table -------------------------------------------------------------------------------------
+
+FIELDS = ["method", "seed", "precision", "deployed_as", "torch_top1", "deployed_top1", "agreement", "deployed_bytes",
+          "low_bit_weight_bytes", "int8_weight_bytes", "macs", "bops", "binary_layers", "binary_intent",
+          "grid_convs", "grid_exact", "epochs", "steps", "train_seconds", "status", "source", "run_dir"]
+ENGINE = {"lce": "lce", "int8": "tflite_int8"}
+
+
+def _bits(precision: str) -> tuple[int, int]:
+    if precision == "float":
+        return 32, 32
+    w, a = precision[1:].split("a")
+    return int(w), int(a)
+
+
+def _cost(report: dict, deploy: str) -> dict[str, int]:
+    """MACs of every weight layer, BOPs (MACs x weight bits x input bits of every layer that runs quantized:
+    float layers count in an int8 model at 8 x 8), weight bytes packed at each layer's bits (float layers
+    at 4 bytes in LCE, 1 byte in int8) and at 8 bits, biases as float32."""
+    macs = bops = low_bit = int8 = 0
+    for layer in report["layers"]["layers"]:
+        w, a = _bits(layer["precision"])
+        layer_macs = layer["macs"] if layer["precision"] == "float" else layer["bops"] // (w * a)
+        if layer["precision"] == "float":
+            w, a = (8, 8) if deploy == "int8" else (32, 32)
+        macs += layer_macs
+        bops += layer_macs * w * a if w < 32 else 0
+        low_bit += layer["params"] * w / 8 + 4 * layer["bias_params"]
+        int8 += layer["params"] + 4 * layer["bias_params"]
+    return {"macs": macs, "bops": bops, "low_bit_weight_bytes": round(low_bit), "int8_weight_bytes": int8}
+
+
+def _precision(report: dict) -> str:
+    """The precision of the quantized layers (the most common non-float one), e.g. w1a1 or w2a2."""
+    counts: dict[str, int] = {}
+    for layer in report["layers"]["layers"]:
+        if layer["precision"] != "float":
+            counts[layer["precision"]] = counts.get(layer["precision"], 0) + 1
+    return max(counts, key=counts.get) if counts else "float"
+
+
+def method_row(variant: str, seed: int, args: argparse.Namespace) -> dict[str, object]:
+    """One CSV row from a trained and converted run."""
+    out = run_dir(variant, seed, args)
+    row: dict[str, object] = {"method": variant, "seed": seed, "deployed_as": VARIANTS[variant].deploy,
+                              "run_dir": _rel(out), "source": "trained here"}
+    summary, report_path = out / "summary.json", out / "deploy" / "report.json"
+    if not summary.is_file():
+        return row | {"status": "not trained"}
+    if not report_path.is_file():
+        return row | {"status": "not converted"}
+    s = json.loads(summary.read_text(encoding="utf-8"))
+    report = json.loads(report_path.read_text(encoding="utf-8"))
+    engines = report["parity"]["engines"]
+    deployed = engines[ENGINE[VARIANTS[variant].deploy]]
+    grids = report.get("int8_grids", {})
+    row.update(precision=_precision(report), torch_top1=round(100 * engines["pytorch"]["top1"], 2),
+               deployed_top1=round(100 * deployed["top1"], 2), agreement=round(100 * deployed["agreement"], 2),
+               deployed_bytes=report["sizes_bytes"][ENGINE[VARIANTS[variant].deploy]],
+               binary_layers=report["lce_bconv2d"], binary_intent=report["layers"]["binary_intent"],
+               grid_convs=grids.get("grid_convs", 0), grid_exact=grids.get("exact", 0), epochs=s["epochs"], steps=s["steps"],
+               train_seconds=round(s["train_seconds"], 1), status="ok", **_cost(report, VARIANTS[variant].deploy))
+    return row
+
+
+BASELINES = {"float": "float model (teacher, initialisation)", "ste": "STE, all eligible convs binary at step 0",
+             "bitat": "BiTAT (our interpretation)"}
+
+
+def baseline_rows(args: argparse.Namespace) -> list[dict[str, object]]:
+    """The float, STE and BiTAT rows of results/bitat_fmnist.csv (PyTorch top-1 only)."""
+    path = args.results / "bitat_fmnist.csv"
+    if not path.is_file():
+        return []
+    with open(path, encoding="utf-8") as handle:
+        rows = [r for r in csv.DictReader(handle) if r["method"] in BASELINES and r["status"] == "ok"]
+    return [{"method": r["method"], "seed": r["seed"], "torch_top1": r["top1"], "epochs": r["epochs"],
+             "train_seconds": r["train_seconds"], "status": "ok", "source": "results/bitat_fmnist.csv",
+             "run_dir": r["run_dir"], "precision": "float" if r["method"] == "float" else "w1a1"} for r in rows]
+
+
+def to_csv(rows: list[dict[str, object]]) -> str:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: row.get(k, "") for k in FIELDS})
+    return buf.getvalue()
+
+
+def _mean_sd(values: list[float]) -> str:
+    if not values:
+        return "n/a"
+    mean = statistics.mean(values)
+    return f"{mean:.2f} +/- {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
+
+
+def _human(n: float) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= size:
+            return f"{n / size:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def _config_epochs(args: argparse.Namespace) -> int:
+    return int(yaml.safe_load(args.config.read_text(encoding="utf-8"))["optim"]["epochs"])
+
+
+def _budget(row: dict[str, object]) -> str:
+    return f"{row['epochs']} ep" + (f" / {row['steps']} steps" if row.get("steps") else "")
+
+
+def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
+    """One line per method: mean +/- sd over seeds of each figure (sizes and costs are per model)."""
+    ok = [r for r in rows if r.get("status") == "ok"]
+    lines = [
+        "All methods on the default Fashion-MNIST net (ReActNet-style) with the recipe of `configs/fmnist_bitat.yaml` "
+        f"(AdamW, linear decay, from the float model with its distillation); its budget is {_config_epochs(args)} epochs: "
+        "rows with fewer steps than the full rows were cut short by `run.max_steps` and are not at equal budget. Generated by "
+        "benchmarks/methods_fmnist.py from results/methods_fmnist.csv. Top-1 on the 10,000 test images, mean +/- sd over seeds; *deployed*: the "
+        "flatbuffer that is the deployment (W1A1: LCE, run by the LCE interpreter; otherwise int8 TFLite, run by "
+        "the TFLite interpreter) on the host; agreement: its top-1 predictions vs PyTorch's (lowest over seeds). "
+        "Bytes: the deployed file; weights packed at each layer's bits (float layers: 4 bytes in LCE, 1 in int8). "
+        "MACs of all weight layers; BOPs = MACs x weight bits x input bits over the layers that run quantized. "
+        "Float, STE and BiTAT: PyTorch top-1 from results/bitat_fmnist.csv (the BiTAT benchmark, same budget), "
+        "not re-run here.",
+        "",
+        "| method | precision | budget | deployed as | PyTorch top-1 % | deployed top-1 % | agreement % | deployed bytes | "
+        "weights packed (int8) bytes | MACs | BOPs | binary / grid layers | seeds |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    order = list(BASELINES) + list(VARIANTS)
+    for method in order:
+        runs = [r for r in ok if r["method"] == method]
+        if not runs:
+            continue
+        first = runs[0]
+        torch_top1 = _mean_sd([float(r["torch_top1"]) for r in runs])
+        if method in BASELINES:
+            lines.append(f"| {method} | {first['precision']} | {_budget(first)} | (PyTorch only) | {torch_top1} | | | | | | | | "
+                         f"{','.join(str(r['seed']) for r in runs)} |")
+            continue
+        deployed = _mean_sd([float(r["deployed_top1"]) for r in runs])
+        agreement = f"{min(float(r['agreement']) for r in runs):.2f}"
+        if VARIANTS[method].deploy == "lce":
+            layers = f"{first['binary_layers']} LceBconv2d of {first['binary_intent']}"
+            packed = f"{first['low_bit_weight_bytes']}"
+        else:
+            layers = f"{first['grid_exact']} of {first['grid_convs']} grids exact"
+            packed = f"{first['low_bit_weight_bytes']} ({first['int8_weight_bytes']})"
+        lines.append(f"| {method} | {first['precision']} | {_budget(first)} | {VARIANTS[method].deploy} | {torch_top1} | {deployed} | "
+                     f"{agreement} | {first['deployed_bytes']} | {packed} | {_human(float(first['macs']))} | "
+                     f"{_human(float(first['bops']))} | {layers} | {','.join(str(r['seed']) for r in runs)} |")
+    missing = [r for r in rows if r.get("status") != "ok"]
+    if missing:
+        lines += ["", "Missing: " + "; ".join(f"{r['method']} seed {r['seed']} ({r['status']})" for r in missing)]
+    lines += ["", f"Run directories: {_rel(args.runs)}."]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    jobs = [(v, s) for s in args.seeds for v in args.only]
+    failed = 0
+    if args.stage != "table":
+        with ThreadPoolExecutor(args.jobs) as pool:
+            failed += sum(code != 0 for code in pool.map(lambda job: build_one(*job, args), jobs))
+    if args.stage in ("table", "all"):
+        rows = baseline_rows(args) + [method_row(v, s, args) for v in args.only for s in args.seeds]
+        write_text(args.results / "methods_fmnist.csv", to_csv(rows))
+        write_text(args.results / "methods_fmnist.md", to_markdown(rows, args))
+        print(to_markdown(rows, args))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

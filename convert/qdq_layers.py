@@ -1,0 +1,77 @@
+"""tf-keras layers for integer grids (``convert.qdq``): a quantize point computed exactly in float, the
+same point and any calibrated tensor as TensorFlow ``FakeQuant`` (what the TFLite converter turns into
+int8 tensors with exactly these parameters), and a conv whose kernel is fake-quantized onto its grid.
+
+TensorFlow's FakeQuant maps ``[min, max]`` onto 256 levels (narrow range: 255) and nudges ``min`` and
+``max`` so that 0 is a level; for a range ``[(q_min - z) s, (q_max - z) s]`` the nudge is the identity
+(up to float rounding of ``s``), so TFLite's scale is ``s`` and its zero point ``z``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from convert.qdq import WEIGHT_CODE_MAX, QuantizePoint
+
+
+class QuantizeFloat(tf.keras.layers.Layer):
+    """``s * (clip(round(x / s) + z, q_min, q_max) - z)`` in float ops (round half to even, as ONNX)."""
+
+    def __init__(self, point: QuantizePoint, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.scale, self.zero = float(point.scale), float(point.zero_point)
+        self.q_min, self.q_max = float(point.q_min), float(point.q_max)
+
+    def call(self, inputs):
+        codes = tf.clip_by_value(tf.round(inputs / self.scale) + self.zero, self.q_min, self.q_max)
+        return (codes - self.zero) * self.scale
+
+
+class FakeQuant(tf.keras.layers.Layer):
+    """``tf.quantization.fake_quant_with_min_max_args`` over ``[low, high]`` (widened to contain 0), 8 bits."""
+
+    def __init__(self, low: float, high: float, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.low, self.high = min(float(low), 0.0), max(float(high), 0.0)
+        if self.high - self.low <= 0:
+            self.high = self.low + 1e-6
+
+    def call(self, inputs):
+        return tf.quantization.fake_quant_with_min_max_args(inputs, min=self.low, max=self.high, num_bits=8)
+
+
+class GridConv2D(tf.keras.layers.Layer):
+    """A conv (or depthwise conv) whose kernel is fake-quantized to ``scale[o] * codes`` with codes in
+    [-127, 127] (narrow range, per output channel; one scale for a depthwise kernel), plus the bias.
+
+    ``kernel`` is HWIO (depthwise: H, W, C, 1); ``padding`` is ``"same"`` or ``"valid"``."""
+
+    def __init__(self, kernel: np.ndarray, bias: np.ndarray | None, scale: np.ndarray, *, strides: tuple[int, int],
+                 padding: str, dilations: tuple[int, int], depthwise: bool, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.kernel_value = np.asarray(kernel, dtype=np.float32)
+        self.bias_value = None if bias is None else np.asarray(bias, dtype=np.float32)
+        self.limit = WEIGHT_CODE_MAX * np.asarray(scale, dtype=np.float32)
+        self.strides, self.padding, self.dilations, self.depthwise = strides, padding.upper(), dilations, depthwise
+
+    def build(self, input_shape) -> None:
+        constant = tf.keras.initializers.Constant
+        self.kernel = self.add_weight(name="kernel", shape=self.kernel_value.shape, trainable=False,
+                                      initializer=constant(self.kernel_value))
+        limit = self.limit[:1] if self.depthwise else self.limit
+        self.low = self.add_weight(name="low", shape=limit.shape, trainable=False, initializer=constant(-limit))
+        self.high = self.add_weight(name="high", shape=limit.shape, trainable=False, initializer=constant(limit))
+        self.bias = None if self.bias_value is None else self.add_weight(
+            name="bias", shape=self.bias_value.shape, trainable=False, initializer=constant(self.bias_value))
+
+    def call(self, inputs):
+        if self.depthwise:
+            kernel = tf.quantization.fake_quant_with_min_max_vars(self.kernel, self.low[0], self.high[0],
+                                                                  num_bits=8, narrow_range=True)
+            out = tf.nn.depthwise_conv2d(inputs, kernel, (1, *self.strides, 1), self.padding, dilations=self.dilations)
+        else:
+            kernel = tf.quantization.fake_quant_with_min_max_vars_per_channel(self.kernel, self.low, self.high,
+                                                                              num_bits=8, narrow_range=True)
+            out = tf.nn.conv2d(inputs, kernel, self.strides, self.padding, dilations=self.dilations)
+        return out if self.bias is None else out + self.bias

@@ -1,0 +1,122 @@
+"""Integer grids (QuantizeLinear / DequantizeLinear) through the converter: found on load, BatchNorm folded
+into grid convs, exact float rounding in the LCE / fp32 models, and an int8 model whose grid convs hold
+exactly the ONNX codes and whose quantize points hold exactly the ONNX scale and zero point."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+from onnx_nets import OnnxNet
+
+from bitat_edge.manifest import InputSpec, Manifest
+from convert.errors import UnsupportedOpError
+from convert.onnx_graph import load_graph
+from convert.pipeline import ConvertRequest, convert
+from convert.qdq import WeightGrid, activation_bits, conv_precision
+
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+CLASSES = [f"c{i}" for i in range(4)]
+ACT_SCALE, WEIGHT_STEP = 0.25, 0.125
+
+
+def _grid_weight(net: OnnxNet, codes: np.ndarray, scale: float | np.ndarray, axis: int = 0) -> str:
+    """DequantizeLinear(int8 codes, scale, 0): a constant weight on an integer grid."""
+    scale = np.asarray(scale, dtype=np.float32)
+    zero = np.zeros(scale.shape, dtype=np.int8)
+    return net.op("DequantizeLinear", [net.const(codes, np.int8), net.const(scale), net.const(zero, np.int8)],
+                  axis=axis)
+
+
+def _quantize_point(net: OnnxNet, x: str, levels: int) -> str:
+    """Clip(x, 0, levels * s) -> QuantizeLinear(s, -128) -> DequantizeLinear: UniQ's activation form."""
+    x = net.op("Clip", [x, net.const(0.0), net.const(levels * ACT_SCALE)])
+    scale, zero = net.const(ACT_SCALE), net.const(-128, np.int8)
+    return net.op("DequantizeLinear", [net.op("QuantizeLinear", [x, scale, zero]), scale, zero])
+
+
+def _qdq_net(path, seed=0):
+    """Float stem -> 2-bit point -> 2-bit grid conv -> BN -> PReLU -> 4-bit grid depthwise -> 1x1 -> head."""
+    net = OnnxNet((1, 2, 8, 8), seed=seed)
+    r = net.rng
+    x = net.conv(net.input, r.normal(0, 0.5, (8, 2, 3, 3)).astype(np.float32), pads=1)
+    x = _quantize_point(net, net.op("Relu", [x]), 3)
+    codes = r.choice([-3, -1, 1, 3], size=(8, 8, 3, 3))
+    x = net.op("Conv", [x, _grid_weight(net, codes, WEIGHT_STEP)], kernel_shape=[3, 3], pads=[1, 1, 1, 1],
+               name="grid_conv")
+    x = net.op("PRelu", [net.bn(x, 8), net.const(r.uniform(0.05, 0.3, (8, 1, 1)))])
+    dw_codes = r.integers(-8, 8, size=(8, 1, 3, 3))
+    x = net.op("Conv", [x, _grid_weight(net, dw_codes, 0.05)], kernel_shape=[3, 3], pads=[1, 1, 1, 1], group=8,
+               strides=[2, 2], name="grid_dw")
+    x = net.conv(x, r.normal(0, 0.3, (8, 8, 1, 1)).astype(np.float32))
+    x = net.op("Flatten", [net.op("GlobalAveragePool", [x])])
+    logits = net.op("Gemm", [x, net.const(r.normal(0, 0.5, (4, 8))), net.const(np.zeros(4))], transB=1)
+    net.save(path, logits, output_shape=[1, 4])
+    return codes, dw_codes
+
+
+def test_loader_finds_grids_and_points_and_folds_batchnorm(tmp_path):
+    codes, dw_codes = _qdq_net(tmp_path / "m.onnx")
+    graph = load_graph(tmp_path / "m.onnx")
+    assert "BatchNormalization" not in graph.op_histogram()  # folded into the grid conv
+    conv = next(n for n in graph.nodes if n.name == "grid_conv")
+    dw = next(n for n in graph.nodes if n.name == "grid_dw")
+    assert set(graph.weight_grids) == {conv.input[1], dw.input[1]}  # the unfolded weight's grid is gone
+    grid = graph.weight_grids[conv.input[1]]
+    assert np.array_equal(np.abs(grid.codes), np.abs(codes)) and not grid.per_tensor
+    folded = graph.consts[conv.input[1]]
+    assert np.allclose(folded, grid.codes * grid.scale[:, None, None, None], rtol=1e-6)
+    assert grid.bits == 2 and conv_precision(graph, conv.input[1], conv.input[0]).weight_bits == 2
+    assert activation_bits(graph, conv.input[0]) == 2  # Clip(0, 3 s) -> 4 levels
+    (point,) = graph.quantize_points.values()
+    assert (point.scale, point.zero_point, point.range) == (ACT_SCALE, -128, (0.0, 255 * ACT_SCALE))
+    assert graph.weight_grids[dw.input[1]].per_tensor and graph.weight_grids[dw.input[1]].bits == 4
+    assert str(conv_precision(graph, dw.input[1], dw.input[0])) == "w4a8"
+    assert WeightGrid(np.array([[1.0, 3.0, -1.0]]), np.array([1.0])).bits == 2
+
+
+def test_int8_model_keeps_the_grids_and_float_models_round_exactly(tmp_path):
+    import tensorflow as tf
+
+    codes, dw_codes = _qdq_net(tmp_path / "m.onnx")
+    Manifest(model_name="qdq", input=InputSpec(shape=[1, 2, 8, 8]), classes=CLASSES).save(tmp_path / "manifest.json")
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "eval.npz", x=rng.normal(0, 1, (48, 2, 8, 8)).astype(np.float32))
+    result = convert(ConvertRequest(tmp_path / "m.onnx", tmp_path / "manifest.json", tmp_path / "out",
+                                    eval_npz=tmp_path / "eval.npz"))
+    engines = result.report["parity"]["engines"]
+    assert engines["lce"]["max_abs_logit_diff"] < 1e-4 and engines["tflite_fp32"]["max_abs_logit_diff"] < 1e-4
+    assert engines["tflite_int8"]["agreement"] >= 0.9
+    precisions = {r["name"]: r["precision"] for r in result.report["layers"]["layers"]}
+    assert precisions["grid_conv"] == "w2a2" and precisions["grid_dw"] == "w4a8"
+    assert result.report["int8_grids"] == {"grid_convs": 2, "exact": 2, "missing": []}
+    assert "held exactly (codes and scales) by the int8 flatbuffer: 2" in (tmp_path / "out" / "report.md").read_text()
+
+    interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "out" / "model_int8.tflite"))
+    interpreter.allocate_tensors()
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert all(details[op["inputs"][0]]["dtype"] == np.int8 for op in convs)  # fully int8
+    grid_conv, grid_dw = convs[1], convs[2]
+    weight = details[grid_conv["inputs"][1]]
+    ohwi = interpreter.get_tensor(weight["index"])
+    assert np.array_equal(np.abs(ohwi), np.abs(codes).transpose(0, 2, 3, 1))  # codes kept, BN sign folded in
+    source = details[grid_conv["inputs"][0]]["quantization_parameters"]
+    assert source["scales"][0] == pytest.approx(ACT_SCALE, rel=1e-6) and source["zero_points"][0] == -128
+    dw = interpreter.get_tensor(details[grid_dw["inputs"][1]]["index"])
+    assert np.array_equal(dw[0], dw_codes[:, 0].transpose(1, 2, 0))
+    assert np.allclose(details[grid_dw["inputs"][1]]["quantization_parameters"]["scales"], 0.05, rtol=1e-6)
+
+
+def test_dequantize_of_a_tensor_without_its_quantize_is_a_clear_error(tmp_path):
+    net = OnnxNet((1, 2, 4, 4))
+    x = net.op("DequantizeLinear", [net.op("Cast", [net.input], to=3), net.const(0.5), net.const(0, np.int8)])
+    x = net.op("Flatten", [net.op("GlobalAveragePool", [x])])
+    net.save(tmp_path / "m.onnx", net.op("Gemm", [x, net.const(np.ones((2, 2)))]), output_shape=[1, 2])
+    graph = load_graph(tmp_path / "m.onnx")
+    assert not graph.has_qdq
+    from convert.keras_builder import build_keras_model
+
+    with pytest.raises(UnsupportedOpError, match="(Cast|DequantizeLinear)"):
+        build_keras_model(graph)
