@@ -193,7 +193,7 @@ def render_markdown(summary: dict) -> str:
                              f"{100 * r['agreement_top1']:.2f} % | {r['instructions_per_inference'] / 1e6:.2f} M | {macs} |")
         lines += [f"- {note}" for note in summary["missing"] if note.startswith(device)]
         lines.append("")
-    for device, ratios in summary["ratios"].items():
+    for device, ratios in (item for item in summary["ratios"].items() if item[1]):
         lines += [f"Instruction ratios on {device}: " + ", ".join(f"{k} {v:.2f}x" for k, v in ratios.items()) + ".", ""]
     lines += [f"The float int8 model is fully integer between QUANTIZE and DEQUANTIZE: "
               f"{', '.join(f'{k} {v}' for k, v in summary['int8_op_histogram'].items())}. {summary['date']}."]
