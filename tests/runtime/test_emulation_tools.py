@@ -101,7 +101,7 @@ def test_remote_measure_marks_each_invoke_and_reports_predictions(built_bundle, 
     events: list[str] = []
     real_getppid = os.getppid
     monkeypatch.setattr(remote_measure.os, "getppid", lambda: events.append("mark") or real_getppid())
-    runner, _, _ = remote_measure._tflite_runner((deploy / "model_fp32.tflite").read_bytes(), 1)
+    runner, *_ = remote_measure._tflite_runner((deploy / "model_fp32.tflite").read_bytes(), 1)
     traced = remote_measure.Runner(runner.set_input, lambda: (events.append("invoke"), runner.invoke())[1],
                                    runner.output)
     remote_measure._mark_invokes(traced, info["x"][:3])
