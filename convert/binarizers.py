@@ -6,8 +6,8 @@ Forms (each becomes Larq's ``SteSign``, which LCE turns into ``LceQuantize``; LC
   ``convert.qonnx``; +1 at 0, so exact.
 - ``Sign(Sign(x) + c)``, 0 < c < 1: Larq's form; +1 at 0, exact.
 - plain ``Sign(x)`` (``torch.sign``, what public BNN code writes): torch gives 0 at ``x == 0``, LCE +1.
-  It is a binarizer only where every reader is a convolution (directly or through a ``Pad``);
-  elsewhere it stays a float ``Sign`` (exact). Its binarized tensors are listed in
+  It is a binarizer only for convolutions (read directly or through a ``Pad``); a ``Sign`` also read
+  by other ops is copied for the convolutions and stays a float ``Sign`` (exact) for the rest. Its binarized tensors are listed in
   ``Graph.plain_signs`` so the pipeline can count the exactly-0 inputs on real data (``convert.sign_zero``).
 - any of these times a scalar constant ``c`` read by a ``Conv`` (``alpha * torch.sign(x)``, a
   ``BipolarQuant`` scale): ``c`` is folded into the conv's weight, and a ``Pad`` in between gets its
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import onnx
+from onnx import helper
 
 if TYPE_CHECKING:
     from convert.onnx_graph import Graph
@@ -74,16 +75,38 @@ def _conv_data_readers(graph: Graph, tensor: str) -> list[onnx.NodeProto] | None
         return None
     convs = []
     for reader in graph.consumers(tensor):
-        if reader.op_type == "Conv" and reader.input[0] == tensor and tensor not in reader.input[1:]:
-            convs.append(reader)
-        elif reader.op_type == "Pad" and reader.input[0] == tensor:
-            behind = _conv_data_readers(graph, reader.output[0])
-            if behind is None:
-                return None
-            convs += behind
-        else:
+        behind = _convs_behind(graph, reader, tensor)
+        if behind is None:
             return None
+        convs += behind
     return convs
+
+
+def _convs_behind(graph: Graph, reader: onnx.NodeProto, tensor: str) -> list[onnx.NodeProto] | None:
+    """``[reader]`` when it is a Conv reading ``tensor`` as data, the Convs behind it when it is a Pad of
+    ``tensor`` read only by Convs, else None."""
+    if reader.op_type == "Conv" and reader.input[0] == tensor and tensor not in reader.input[1:]:
+        return [reader]
+    if reader.op_type == "Pad" and reader.input[0] == tensor:
+        return _conv_data_readers(graph, reader.output[0])
+    return None
+
+
+def _copy_for_convs(graph: Graph, sign: onnx.NodeProto) -> str | None:
+    """A plain Sign read by convolutions (through Pads) and by other ops: a copy of the Sign for the
+    convolutions, which becomes their binarizer, while the others keep the float Sign (torch
+    semantics). The copy's output, or None when no convolution reads the Sign."""
+    out = sign.output[0]
+    readers = [r for r in graph.consumers(out) if _convs_behind(graph, r, out)]
+    if not readers:
+        return None
+    copy = helper.make_node("Sign", [sign.input[0]], [f"{out}/binary"], name=f"{sign.name}/binary")
+    graph.nodes.insert(graph.nodes.index(sign) + 1, copy)
+    graph.shapes[copy.output[0]] = graph.shapes[out]
+    for reader in readers:
+        reader.input[0] = copy.output[0]
+    graph.rewrites.add(copy.output[0], "plain Sign also read by other ops: copied for the convolutions")
+    return copy.output[0]
 
 
 def _scaled_weight(graph: Graph, conv: onnx.NodeProto, scale: float) -> None:
@@ -139,10 +162,13 @@ def find(graph: Graph) -> None:
         for reader in graph.consumers(binarized):
             if reader.op_type == "Mul":
                 _fold_scale(graph, binarized, reader)
-    for binarized, (source, form) in candidates.items():
+    for binarized, (source, form) in list(candidates.items()):
         if form == PLAIN_SIGN:
             if not _conv_data_readers(graph, binarized):
-                continue  # a float Sign: torch semantics, lowered as tf.sign
+                # a float Sign (torch semantics, lowered as tf.sign), unless convolutions read it too
+                binarized = _copy_for_convs(graph, graph.producer(binarized))
+                if binarized is None:
+                    continue
             graph.plain_signs.add(binarized)
         graph.binarizers[binarized] = source
         graph.rewrites.add(binarized, f"binarizer recognised: {form}")

@@ -40,6 +40,21 @@ def test_sign_sign_binarizer_is_recognised(tmp_path):
     assert len(graph.binarizer_nodes) == 2  # inner Sign and the Add
 
 
+def test_a_sign_shared_with_other_ops_is_copied_for_the_convolutions(tmp_path):
+    """Common-subexpression elimination merges torch.sign(x) with the inner Sign of Sign(Sign(x) + c); the
+    merged Sign is read by a conv and by the Add: the conv gets a binarizer copy, the Add the float Sign."""
+    net = OnnxNet((1, 8, 6, 6))
+    plain = net.conv(net.op("Sign", [net.input]), net.binary_weight(8, 8, 3), name="plain")
+    larq = net.conv(net.sign_sign(net.input), net.binary_weight(8, 8, 3), name="larq")
+    y = net.op("Concat", [net.op("Flatten", [plain]), net.op("Flatten", [larq])], axis=1)
+    graph = load_graph(net.save(tmp_path / "m.onnx", y, output_shape=[1, 256]))
+    assert graph.conv_plans["plain"].binary and graph.conv_plans["larq"].binary
+    signs = [n for n in graph.nodes if n.op_type == "Sign"]
+    assert len(signs) == 3  # the shared float Sign, its copy for "plain", the outer Sign of "larq"
+    copy = graph.conv_plans["plain"].data
+    assert copy in graph.plain_signs and "copied for the convolutions" in " ".join(graph.conv_plans["plain"].rewrites)
+
+
 def test_binary_intent_layers_that_stay_float_say_why(tmp_path):
     rng = np.random.default_rng(0)
     near = OnnxNet((1, 8, 6, 6)).binary_weight(8, 8, 3)
