@@ -484,7 +484,7 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
     payload = _crash_safe(lambda: _folded(model, path, opset), path)
     folded, dequantized, rewrites = pickle.loads(payload)  # noqa: S301 - written by our own child process
     model = onnx.ModelProto.FromString(folded)
-    nodes = list(model.graph.node)
+    nodes = list(onnx.ModelProto.FromString(folded).graph.node)  # edited by binarizers.find, the model is not
     consts = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     for i, node in enumerate(nodes):
         if not node.name:
