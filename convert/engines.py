@@ -7,23 +7,35 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from bitat_edge.manifest import ModelKind
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
 
 
 def nchw_to_nhwc(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.transpose(x, (0, 2, 3, 1)), dtype=np.float32)
 
 
-def run_onnx(path: str | os.PathLike[str], x_nchw: np.ndarray) -> np.ndarray:
-    """Logits from ONNX Runtime (CPU), one image at a time (the exported batch is 1)."""
+def onnx_session(model: str | os.PathLike[str] | bytes) -> ort.InferenceSession:
+    """An ONNX Runtime CPU session (one thread) for a model file or a serialized model."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    options.log_severity_level = 3  # no warnings (e.g. brevitas lists its initializers as graph inputs)
+    source = model if isinstance(model, bytes) else str(model)
+    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+def run_onnx(model: str | os.PathLike[str] | bytes, x_nchw: np.ndarray) -> np.ndarray:
+    """Logits from ONNX Runtime for a model file or a serialized model, one image at a time (the
+    exported batch is 1)."""
+    session = onnx_session(model)
     name = session.get_inputs()[0].name
     return np.concatenate([session.run(None, {name: x[None].astype(np.float32)})[0] for x in x_nchw])
 

@@ -35,6 +35,7 @@ class LayerRecord:
     bias_params: int = 0  # always float
     lowering: str = ""
     reason: str = ""
+    rewrites: tuple[str, ...] = ()  # what the simplification and binarizer recognition did for it
 
 
 @dataclass
@@ -101,12 +102,12 @@ class Builder:
         return len(node.input) > index and bool(node.input[index])
 
     def record(self, node: onnx.NodeProto, op: str, precision: Precision, *, binary_intent: bool, params: int,
-               bias_params: int, macs: int, lowering: str, reason: str = "") -> None:
+               bias_params: int, macs: int, lowering: str, reason: str = "", rewrites: tuple[str, ...] = ()) -> None:
         """Record a weight layer; ``macs`` counts all its multiply-accumulates, float or binary."""
         self.records.append(LayerRecord(
             name=node.name, op=op, precision=precision, binary_intent=binary_intent, params=params,
             macs=macs if precision.is_float else 0, bops=precision.binary_ops(macs), bias_params=bias_params,
-            lowering=lowering, reason=reason))
+            lowering=lowering, reason=reason, rewrites=rewrites))
 
     @property
     def quantization_aware(self) -> bool:

@@ -106,3 +106,20 @@ class HardSwish(tf.keras.layers.Layer):
 
     def call(self, inputs):
         return inputs * tf.nn.relu6(inputs + 3.0) * (1.0 / 6.0)
+
+
+class AddConstantUnfused(tf.keras.layers.Layer):
+    """``x + c`` for a constant ``c`` of the shape of one NHWC sample, written as ``ADD_N``.
+
+    LCE fuses any ``Add``/``Sub`` of a constant that follows an ``LceBconv2d`` into its per-channel
+    ``post_activation_bias`` without checking the shape (``optimize_patterns_common.td``: "TODO: Check
+    shapes before fusing"); a per-position constant then fails in the kernel's Prepare. ``ADD_N``
+    is not fused.
+    """
+
+    def __init__(self, const: np.ndarray, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.const = np.asarray(const, dtype=np.float32)[None]
+
+    def call(self, inputs):
+        return tf.math.add_n([inputs, tf.constant(self.const)])

@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 
 from bitat_edge.precision import FLOAT, W1A1
-from convert import padding
+from convert import binarizers, padding, qonnx, simplify, zero_pad
 from convert.deferred import Deferred
 from convert.errors import UnsupportedOpError
 from convert.onnx_graph import LOAD_RULES, ConvLowering, attrs, onnx_pads, pad_node_spatial
@@ -30,13 +30,22 @@ if TYPE_CHECKING:
     import tensorflow as tf
 
     from convert.keras_builder import Builder
-    from convert.keras_layers import Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D
+    from convert.keras_layers import (
+        AddConstantUnfused,
+        Affine,
+        Clip,
+        Elementwise,
+        GroupedConv2D,
+        HardSigmoid,
+        HardSwish,
+        Pad2D,
+    )
     from convert.qdq_layers import FakeQuant, GridConv2D, QuantizeFloat
 else:  # imported by the first handler that runs: listing the op set needs no TensorFlow (convert.deferred)
     tf, lq = Deferred("tensorflow"), Deferred("larq")
-    Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D = (
-        Deferred("convert.keras_layers", name)
-        for name in ("Affine", "Clip", "Elementwise", "GroupedConv2D", "HardSigmoid", "HardSwish", "Pad2D"))
+    AddConstantUnfused, Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D = (
+        Deferred("convert.keras_layers", name) for name in ("AddConstantUnfused", "Affine", "Clip", "Elementwise",
+                                                            "GroupedConv2D", "HardSigmoid", "HardSwish", "Pad2D"))
     FakeQuant, GridConv2D, QuantizeFloat = (
         Deferred("convert.qdq_layers", name) for name in ("FakeQuant", "GridConv2D", "QuantizeFloat"))
 
@@ -97,10 +106,13 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
             layer = tf.keras.layers.Conv2D(weight.shape[0], g.kernel, **common)
         out = layer(x)
         layer.set_weights([kernel, *extra])
+    if plan.zero_correction:
+        correction = zero_pad.edge_correction(weight, g, plan.pads, b.graph.shapes[plan.data][2:])
+        out = AddConstantUnfused(-correction, name=b.name(node, "_zero_pad"))(out)
     _, oh, ow, oc = (int(d) for d in out.shape)
     b.record(node, "depthwise_conv" if plan.depthwise else "conv",
              W1A1 if plan.binary else conv_precision(b.graph, node.input[1], plan.data),
-             binary_intent=plan.binarized_from is not None, params=int(weight.size),
+             binary_intent=plan.binary_intent, rewrites=plan.rewrites, params=int(weight.size),
              bias_params=0 if bias is None else int(bias.size),
              macs=oh * ow * oc * weight.shape[1] * g.kernel[0] * g.kernel[1], lowering=plan.description,
              reason=plan.reason)
@@ -400,33 +412,45 @@ def _pad(b: Builder, node: onnx.NodeProto) -> None:
 
 # -- binarizer ----------------------------------------------------------------------------------------
 
-_WHERE_FORM = "Where(GreaterOrEqual(x, 0), 1, -1)"
-_SIGN_FORM = "Sign(Sign(x) + c), 0 < c < 1"
-
-
-@LOWERINGS.lowers("GreaterOrEqual", accepts=f"only inside the binarizer `{_WHERE_FORM}`",
+@LOWERINGS.lowers("GreaterOrEqual", accepts=f"only inside the binarizer `{binarizers.WHERE_FORM}`",
                   becomes="part of Larq `SteSign` -> `LceQuantize`")
 def _greater_or_equal(b: Builder, node: onnx.NodeProto) -> None:
     # A GreaterOrEqual that is part of a binarizer never gets here (the loader absorbs it).
-    raise UnsupportedOpError(node.name, node.op_type, f"only the binarizer form {_WHERE_FORM} is supported")
+    raise UnsupportedOpError(node.name, node.op_type, f"only the binarizer form {binarizers.WHERE_FORM} is supported")
 
 
-def _binarizer(form: str) -> Handler:
-    """The handler of a binarizer written as ``form``: Larq's ``SteSign`` of its source tensor."""
-
-    def lower(b: Builder, node: onnx.NodeProto) -> None:
-        source = b.graph.binarizers.get(node.output[0])
-        if source is None:
-            raise UnsupportedOpError(node.name, node.op_type, f"only the binarizer form {form} is supported")
-        b.put(node, lq.quantizers.SteSign(name=b.name(node))(b.tensor(node, source)))
-
-    return lower
+def _ste_sign(b: Builder, node: onnx.NodeProto) -> None:
+    """A binarizer: Larq's ``SteSign`` of its source tensor."""
+    b.put(node, lq.quantizers.SteSign(name=b.name(node))(b.tensor(node, b.graph.binarizers[node.output[0]])))
 
 
-LOWERINGS.lowers("Where", accepts=f"only as the binarizer `{_WHERE_FORM}`",
-                 becomes="Larq `SteSign` -> `LceQuantize`")(_binarizer(_WHERE_FORM))
-LOWERINGS.lowers("Sign", accepts="only as the binarizer `Sign(Sign(x) + c)`, 0 < c < 1",
-                 becomes="Larq `SteSign` -> `LceQuantize`")(_binarizer(_SIGN_FORM))
+@LOWERINGS.lowers("Where", accepts=f"only as the binarizer `{binarizers.WHERE_FORM}`",
+                  becomes="Larq `SteSign` -> `LceQuantize`")
+def _where(b: Builder, node: onnx.NodeProto) -> None:
+    if node.output[0] not in b.graph.binarizers:
+        raise UnsupportedOpError(node.name, node.op_type, f"only the binarizer form {binarizers.WHERE_FORM} is "
+                                 "supported")
+    _ste_sign(b, node)
+
+
+@LOWERINGS.lowers("Sign", accepts=f"`{binarizers.SIGN_SIGN_FORM}`; a plain `Sign` (times a scalar constant) read only "
+                  "by convolutions (through `Pad`s); any other plain `Sign`",
+                  becomes="Larq `SteSign` -> `LceQuantize` (binarizer); otherwise a float `SIGN` (torch semantics)")
+def _sign(b: Builder, node: onnx.NodeProto) -> None:
+    if node.output[0] in b.graph.binarizers:
+        _ste_sign(b, node)
+    else:
+        b.apply(node, tf.keras.layers.Activation(tf.math.sign, name=b.name(node)))
+
+
+@LOWERINGS.lowers("Tanh", becomes="tanh")
+def _tanh(b: Builder, node: onnx.NodeProto) -> None:
+    b.apply(node, tf.keras.layers.Activation("tanh", name=b.name(node)))
+
+
+@LOWERINGS.lowers("Softsign", becomes="softsign, `x / (1 + abs(x))`")
+def _softsign(b: Builder, node: onnx.NodeProto) -> None:
+    b.apply(node, tf.keras.layers.Activation("softsign", name=b.name(node)))
 
 
 # -- integer grids (QDQ, see convert/qdq.py) ----------------------------------------------------------
@@ -458,7 +482,7 @@ def _passthrough(b: Builder, node: onnx.NodeProto) -> None:
     b.put(node, b.get(node))
 
 
-for _op, _accepts, _becomes in LOAD_RULES:
+for _op, _accepts, _becomes in (*LOAD_RULES, qonnx.LOAD_RULE, simplify.LOAD_RULE):
     LOWERINGS.loaded(_op, _accepts, _becomes)
 
 SUPPORTED_OPS: dict[str, str] = LOWERINGS.lines()

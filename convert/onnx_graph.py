@@ -1,10 +1,12 @@
-"""Load an ONNX classifier, fix its shapes, fold constants and find its binary layers.
+"""Load an ONNX classifier, fix its shapes, simplify it, fold constants and find its binary layers.
 
-The result, a ``Graph``, is what ``keras_builder`` walks: nodes in topological order (constant
-producers removed), the constants by tensor name, static shapes (NCHW, batch 1), the binarizers
-(``Where(GreaterOrEqual(x, 0), 1, -1)`` or ``Sign(Sign(x) + c)``) and one ``ConvPlan`` per Conv that
-holds the final lowering decision: what the Conv reads, its canonical padding, whether it becomes an
-LCE binary convolution, and how the builder emits it.
+Stages: read -> QONNX ops to standard ONNX (``convert.qonnx``) -> check, fix the input shape ->
+remove training scaffolding (``convert.simplify``) -> fold constants -> find the binarizers
+(``convert.binarizers``) -> plan every Conv. The result, a ``Graph``, is what ``keras_builder``
+walks: nodes in topological order (constant producers removed), the constants by tensor name, static
+shapes (NCHW, batch 1), the binarizers and one ``ConvPlan`` per Conv that holds the final lowering
+decision: what the Conv reads, its canonical padding, whether it becomes an LCE binary convolution,
+how the builder emits it and which rewrites made it binary.
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 from onnx import helper, numpy_helper, shape_inference
 
-from convert import padding, qdq
+from convert import binarizers, padding, qdq, qonnx, simplify
 from convert.errors import ConvertError, OnnxLoadError, UnsupportedOpError
 
 # LCE's IsBinaryFilter tolerance: every |W / scale[o]| within this of 1.
 BINARY_FILTER_TOLERANCE = 0.005
+# Weights within this of +/-scale[o] (but not within the tolerance) are reported as a tolerance miss.
+NEAR_BINARY = 0.1
 GROUPED_BINARY_REASON = ("grouped binary convolutions run only in LCE's indirect BGEMM kernel, which neither LCE's "
                          "interpreter nor its benchmark binary uses by default; each group is a float convolution")
 
@@ -84,10 +88,14 @@ class ConvPlan:
     """The final lowering decision for one ONNX Conv.
 
     ``data`` is the tensor the Conv reads once a preceding ``Pad`` is folded in (``folded_pad``);
-    ``pads`` (top, bottom, left, right) is the total padding of ``data`` with ``pad_value``,
-    canonical (trailing padding no window reads is dropped). ``binarized_from`` is the tensor
-    *before* the binarizer when the Conv reads a binarized tensor (a binary-intent layer);
-    ``binary`` says whether it becomes an ``LceBconv2d`` and ``reason`` why not.
+    ``pads`` (top, bottom, left, right) is the total padding of ``data``, canonical (trailing
+    padding no window reads is dropped), and ``pad_value`` the value the lowering pads with.
+    ``binarized_from`` is the tensor *before* the binarizer when the Conv reads a binarized tensor
+    (a binary-intent layer); ``binary`` says whether it becomes an ``LceBconv2d`` and ``reason``
+    why not (a Conv whose input mixes a sign with terms that do not cancel is binary-intent too,
+    with that reason). ``zero_correction``: the source pads with 0, the lowering pads with +1 and
+    subtracts the padded taps' constant contribution (``convert.zero_pad``). ``rewrites`` lists what
+    the simplification and binarizer recognition did for this layer.
     """
 
     node: str
@@ -101,6 +109,13 @@ class ConvPlan:
     binarized_from: str | None = None
     binary: bool = False
     reason: str = ""
+    zero_correction: bool = False
+    rewrites: tuple[str, ...] = ()
+
+    @property
+    def binary_intent(self) -> bool:
+        """Whether the source meant this layer to be binary."""
+        return self.binarized_from is not None or bool(self.reason)
 
     @property
     def grouped(self) -> bool:
@@ -126,6 +141,8 @@ class ConvPlan:
             text = f"explicit pad ({self.pad_value:g}), VALID"
         else:
             text = self.lowering.value
+        if self.zero_correction:
+            text = f"zero padding as {text}, minus a constant edge correction"
         return f"binary, {text}" if self.binary else text
 
 
@@ -141,8 +158,11 @@ class Graph:
     input_name: str
     input_shape: tuple[int, int, int, int]
     output_name: str
+    reference: bytes = b""  # the source model as standard ONNX (QONNX ops rewritten), for ONNX Runtime
+    rewrites: simplify.Rewrites = field(default_factory=simplify.Rewrites)  # by the tensor each one kept
     binarizers: dict[str, str] = field(default_factory=dict)  # binarized tensor -> its source tensor
     binarizer_nodes: set[str] = field(default_factory=set)  # helper nodes absorbed into a binarizer
+    plain_signs: set[str] = field(default_factory=set)  # binarized tensors from a plain Sign (0 -> +1 in LCE)
     conv_plans: dict[str, ConvPlan] = field(default_factory=dict)
     weight_grids: dict[str, qdq.WeightGrid] = field(default_factory=dict)  # conv weight -> its integer grid
     quantize_points: dict[str, qdq.QuantizePoint] = field(default_factory=dict)  # DequantizeLinear output -> point
@@ -417,20 +437,32 @@ def _rebuild(model: onnx.ModelProto, nodes: list[onnx.NodeProto], consts: dict[s
     return helper.make_model(graph, opset_imports=list(model.opset_import), ir_version=model.ir_version)
 
 
-def _folded(model: onnx.ModelProto, path: Path, opset: int) -> bytes:
-    """Check, infer shapes, fold constants and re-infer on the folded graph (pads or shapes computed by
-    now-folded nodes become static) until nothing more folds; pickled: the final inferred model, serialized,
-    and the records of the folded DequantizeLinear nodes (``qdq.Dequantized`` by output name)."""
-    _check(model, path)
+def _fold(model: onnx.ModelProto, path: Path, opset: int, dequantized: dict[str, qdq.Dequantized]
+          ) -> onnx.ModelProto:
+    """Fold constants, then re-infer on the folded graph (pads or shapes computed by now-folded nodes
+    become static), until nothing more folds; the final model carries its inferred shapes."""
     model = _infer_shapes(model, path)
-    dequantized: dict[str, qdq.Dequantized] = {}
     nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset, dequantized)
     while True:
         model = _infer_shapes(_rebuild(model, nodes, consts), path)
         folded_nodes, consts = _fold_constants(model.graph, _static_shapes(model), opset, dequantized)
         if len(folded_nodes) == len(nodes):
-            return pickle.dumps((model.SerializeToString(), dequantized))
+            return model
         nodes = folded_nodes
+
+
+def _folded(model: onnx.ModelProto, path: Path, opset: int) -> bytes:
+    """Check and infer shapes, then simplify (``convert.simplify``) and fold constants twice: before folding
+    (weight expressions are still visible, so their STE is removed exactly) and after it (every shape is
+    static by then, which the STE rules check). Pickled: the final inferred model, serialized, the records
+    of the folded DequantizeLinear nodes (``qdq.Dequantized`` by output name) and the rewrites."""
+    _check(model, path)
+    model = _infer_shapes(model, path)
+    dequantized: dict[str, qdq.Dequantized] = {}
+    rewrites = simplify.Rewrites()
+    for _ in range(2):
+        model = _fold(simplify.simplify(model, rewrites), path, opset, dequantized)
+    return pickle.dumps((model.SerializeToString(), dequantized, rewrites))
 
 
 def load_graph(path: str | os.PathLike[str]) -> Graph:
@@ -438,7 +470,9 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
     path = Path(path)
     model = _read_model(path)
     _check_tensors(model, path)
+    model = qonnx.standardise(model)
     input_name, input_shape = _fix_input_shape(model, path)
+    reference = model.SerializeToString()
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < 13:
         raise OnnxLoadError(f"{path}: opset {opset} is too old; re-export with opset_version >= 13")
@@ -448,54 +482,19 @@ def load_graph(path: str | os.PathLike[str]) -> Graph:
                                      "custom-domain ops are not supported")
     import onnx.reference  # noqa: F401 - once here, not in every forked child
     payload = _crash_safe(lambda: _folded(model, path, opset), path)
-    folded, dequantized = pickle.loads(payload)  # noqa: S301 - written by our own child process
+    folded, dequantized, rewrites = pickle.loads(payload)  # noqa: S301 - written by our own child process
     model = onnx.ModelProto.FromString(folded)
-    nodes = list(model.graph.node)
+    nodes = list(onnx.ModelProto.FromString(folded).graph.node)  # edited by binarizers.find, the model is not
     consts = {init.name: numpy_helper.to_array(init) for init in model.graph.initializer}
     for i, node in enumerate(nodes):
         if not node.name:
             node.name = f"{node.op_type}_{i}"
     graph = Graph(str(path), model, nodes, consts, _static_shapes(model), input_name, input_shape,
-                  model.graph.output[0].name)
-    _find_binarizers(graph)
+                  model.graph.output[0].name, reference=reference, rewrites=rewrites)
+    binarizers.find(graph)
     qdq.analyse(graph, dequantized)
     graph.conv_plans = {node.name: plan_conv(graph, node) for node in nodes if node.op_type == "Conv"}
     return graph
-
-
-def _const_scalar(graph: Graph, tensor: str) -> float | None:
-    value = graph.consts.get(tensor)
-    if value is None or value.size == 0:
-        return None
-    flat = np.asarray(value, dtype=np.float64).ravel()
-    return float(flat[0]) if np.all(flat == flat[0]) else None
-
-
-def _find_binarizers(graph: Graph) -> None:
-    """Mark ``Where(x >= 0, 1, -1)`` and ``Sign(Sign(x) + c)`` (0 < c < 1) as binarizers."""
-    for node in graph.nodes:
-        if node.op_type == "Where" and len(node.input) == 3:
-            cond = graph.producer(node.input[0])
-            if (cond is not None and cond.op_type == "GreaterOrEqual"
-                    and _const_scalar(graph, node.input[1]) == 1.0 and _const_scalar(graph, node.input[2]) == -1.0
-                    and _const_scalar(graph, cond.input[1]) == 0.0
-                    and all(c.op_type == "Where" and c.input[0] == cond.output[0]
-                            for c in graph.consumers(cond.output[0]))):
-                graph.binarizers[node.output[0]] = cond.input[0]
-                graph.binarizer_nodes.add(cond.name)
-        elif node.op_type == "Sign":
-            add = graph.producer(node.input[0])
-            if add is None or add.op_type != "Add":
-                continue
-            inner_in, const_in = add.input
-            if const_in not in graph.consts:
-                inner_in, const_in = const_in, inner_in
-            inner = graph.producer(inner_in)
-            c = _const_scalar(graph, const_in)
-            if (inner is not None and inner.op_type == "Sign" and c is not None and 0.0 < c < 1.0
-                    and len(graph.consumers(add.output[0])) == 1 and len(graph.consumers(inner.output[0])) == 1):
-                graph.binarizers[node.output[0]] = inner.input[0]
-                graph.binarizer_nodes.update({add.name, inner.name})
 
 
 def onnx_pads(graph: Graph, node: onnx.NodeProto, kernel: tuple[int, int], strides: tuple[int, int],
@@ -575,19 +574,33 @@ def binary_filter_scale(weight: np.ndarray) -> np.ndarray | None:
     return scale if np.all(np.abs(ratio - 1.0) <= BINARY_FILTER_TOLERANCE) else None
 
 
+def weight_miss(weight: np.ndarray) -> str:
+    """Why ``weight`` (OIHW) fails ``binary_filter_scale``, naming a miss by the tolerance alone."""
+    flat = weight.reshape(weight.shape[0], -1).astype(np.float64)
+    zeros = int(np.sum(flat == 0))
+    if zeros:
+        return f"weights are not +/-scale per output channel ({zeros} are exactly 0; torch.sign(0) is 0)"
+    deviation = np.abs(np.abs(flat) / np.abs(flat[:, :1]) - 1.0).max(axis=1)
+    if deviation.max() > NEAR_BINARY:
+        return "weights are not +/-scale per output channel"
+    missed = np.flatnonzero(deviation > BINARY_FILTER_TOLERANCE)
+    return (f"weights miss LCE's +/-scale check only by its tolerance: max |W/scale - 1| = {deviation.max():.3g} > "
+            f"{BINARY_FILTER_TOLERANCE} in {len(missed)} of {len(flat)} output channels (first: "
+            f"{', '.join(map(str, missed[:5]))})")
+
+
 def _float_reason(graph: Graph, node: onnx.NodeProto, depthwise: bool, pads: tuple[int, int, int, int],
-                  pad_value: float, same: bool, grouped: bool = False) -> str:
+                  pad_value: float, grouped: bool = False) -> str:
     """Why a binary-intent Conv cannot become an ``LceBconv2d`` ("" when it can)."""
     if depthwise:
         return "depthwise convolutions have no binary kernel in LCE"
     if grouped:
         return GROUPED_BINARY_REASON
-    if binary_filter_scale(graph.consts[node.input[1]]) is None:
-        return "weights are not +/-scale per output channel"
+    weight = graph.consts[node.input[1]]
+    if binary_filter_scale(weight) is None:
+        return weight_miss(weight)
     if any(pads) and pad_value not in (0.0, 1.0):
         return f"padding value {pad_value} is neither 1 (binary) nor 0 (zero padding)"
-    if any(pads) and pad_value == 0.0 and not same:
-        return "zero padding that is not TF-SAME-shaped has no binary kernel in LCE (pad the binarized tensor with +1 instead)"
     return ""
 
 
@@ -621,8 +634,15 @@ def plan_conv(graph: Graph, node: onnx.NodeProto) -> ConvPlan:
     pads = (*padding.canonical_pads(h, kh, sh, top, bottom), *padding.canonical_pads(w, kw, sw, left, right))
     same = any(pads) and padding.is_same(h, kh, sh, *pads[:2]) and padding.is_same(w, kw, sw, *pads[2:])
     binarized_from = graph.binarizers.get(data)
-    reason = "" if binarized_from is None else _float_reason(graph, node, depthwise, pads, pad_value, same,
-                                                             grouped=geometry.groups > 1 and not depthwise)
+    if binarized_from is None:
+        reason = binarizers.sign_residue(graph, data)
+    else:
+        reason = _float_reason(graph, node, depthwise, pads, pad_value, grouped=geometry.groups > 1 and not depthwise)
     binary = binarized_from is not None and not reason
+    # Zero padding that LCE cannot fuse exactly: +1 padding, then subtract the padded taps (exact).
+    zero_correction = binary and any(pads) and pad_value == 0.0 and not same
+    rewrites = graph.rewrites.of(data, node.input[1])
+    if zero_correction:
+        pad_value, rewrites = 1.0, (*rewrites, "zero padding lowered as +1 padding minus a constant edge correction")
     return ConvPlan(node.name, data, geometry, depthwise, pads, pad_value, _lowering(binary, pads, pad_value, same),
-                    folded_pad, binarized_from, binary, reason)
+                    folded_pad, binarized_from, binary, reason, zero_correction, rewrites)

@@ -27,7 +27,7 @@ import numpy as np
 from bitat_edge import manifest as mf
 from bitat_edge.arrays import read_npz
 from bitat_edge.layout import RunDir
-from convert import report
+from convert import report, sign_zero
 from convert.blob import BlobError, CompiledBlob, compile_blob
 from convert.bundle import check_outputs, deploy_manifest, discard_rejected, write_bundle, write_rejected
 from convert.engines import ENGINES, WITHOUT_DELEGATE, nchw_to_nhwc, run_onnx
@@ -224,18 +224,21 @@ def _engine_errors(engine: str, model: object) -> Iterator[None]:
 
 
 def verify_parity(onnx_path: Path, inputs: Inputs, flatbuffers: Flatbuffers) -> dict[str, Any]:
-    """Step 3: run the eval images through ONNX Runtime and every flatbuffer; compare with the reference
-    (the PyTorch logits when the eval set has them, else ONNX Runtime)."""
+    """Step 3: run the eval images through ONNX Runtime (the source model; QONNX ops as standard ONNX)
+    and every flatbuffer; compare with the reference (the PyTorch logits when the eval set has them,
+    else ONNX Runtime). Also count the exactly-0 inputs of plain-Sign binarizers (``sign_zero``)."""
     x_nhwc = nchw_to_nhwc(inputs.x_eval)
     outputs: dict[str, np.ndarray] = {}
     if inputs.torch_logits is not None:
         outputs["pytorch"] = inputs.torch_logits
     with _engine_errors("onnxruntime", onnx_path):
-        outputs["onnxruntime"] = run_onnx(onnx_path, inputs.x_eval)
+        outputs["onnxruntime"] = run_onnx(inputs.graph.reference, inputs.x_eval)
+        zeros = sign_zero.count(inputs.graph, inputs.x_eval)
     for kind, (engine, run) in [*ENGINES.items(), *WITHOUT_DELEGATE.items()]:
         with _engine_errors(engine, "the converted model"):
             outputs[engine] = run(flatbuffers.models[kind], x_nhwc)
-    return report.parity(outputs, "pytorch" if "pytorch" in outputs else "onnxruntime", inputs.labels)
+    return report.parity(outputs, "pytorch" if "pytorch" in outputs else "onnxruntime", inputs.labels) | {
+        "sign_zero": zeros}
 
 
 def engine_blob(lce: bytes) -> tuple[CompiledBlob | None, dict[str, Any]]:

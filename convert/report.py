@@ -113,6 +113,18 @@ def _pct(x: float) -> str:
     return f"{100 * x:.2f} %"
 
 
+def _sign_zero_lines(entries: list[dict[str, Any]]) -> list[str]:
+    """The parity section's account of plain-Sign binarizers fed exactly 0 (torch 0, LCE +1)."""
+    if not entries:
+        return []
+    lines = ["", "Plain `Sign` binarizers (torch.sign(0) = 0, LCE gives +1): exactly-0 inputs on the eval images.", "",
+             "| pre-sign tensor | read by | zeros | of values | images with a zero | first images |",
+             "|---|---|---:|---:|---:|---|"]
+    lines += [f"| {e['tensor']} | {', '.join(e['layers'])} | {e['zeros']} | {e['values']} | {e['images_with_zeros']} | "
+              f"{', '.join(map(str, e['first_images'])) or '-'} |" for e in entries]
+    return lines
+
+
 def render_markdown(report: dict[str, Any]) -> str:
     """``report.md``: every figure comes from ``report`` (the ``report.json`` content)."""
     s = report["sizes_bytes"]
@@ -141,9 +153,10 @@ def render_markdown(report: dict[str, Any]) -> str:
               "## Parameters and cost", "", "| precision | parameters |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in lay["params"].items()]
     lines += ["", f"MACs (float): {lay['macs']}; binary operations (BOPs): {lay['bops']}", "",
-              "| layer | op | precision | params | MACs | BOPs | lowering |", "|---|---|---|---:|---:|---:|---|"]
+              "| layer | op | precision | params | MACs | BOPs | lowering | rewrites |",
+              "|---|---|---|---:|---:|---:|---|---|"]
     lines += [f"| {r['name']} | {r['op']} | {r['precision']} | {r['params']} | {r['macs']} | {r['bops']} | "
-              f"{r['lowering']} |" for r in lay["layers"]]
+              f"{r['lowering']} | {'; '.join(r['rewrites']) or '-'} |" for r in lay["layers"]]
     par = report["parity"]
     lines += ["", "## Parity", "",
               f"{par['images']} {'labelled test' if par['labelled'] else 'random (unlabelled)'} images; reference "
@@ -171,6 +184,7 @@ def render_markdown(report: dict[str, Any]) -> str:
             ref_margin = f"{par['reference']}_margin"
             lines += [f"| {d['index']} | {d[ref_key]} | {d['pred']} | {d[ref_margin]:.4g} | {d['margin']:.4g} |"
                       for d in e["listed"]]
+    lines += _sign_zero_lines(par.get("sign_zero", []))
     blob = report.get("engine_blob")
     if blob is not None:
         lines += ["", "## C engine blob", ""]

@@ -4,7 +4,8 @@ All configurations are parallel branches of ONE hand-built ONNX model (one LCE c
 branch flattened into a slice of the single output, and compared slice by slice. The matrix covers
 kernel 1/3/5/7, stride 1/2, odd (9) and even (8) inputs, float and binary, padding valid / zero
 (conv pads) / +1 (explicit Pad), with and without BatchNorm and residual adds, plus dilation,
-depthwise, thresholds and the Sign(Sign(x)+c) binarizer.
+depthwise, thresholds and the Sign(Sign(x)+c), plain Sign and scaled Sign binarizers. Binary zero
+padding that LCE cannot fuse is lowered as +1 padding minus a constant edge correction.
 
 It found LCE padding-fusion miscompiles (see convert/SUPPORTED_OPS.md, convert/padding.py): a
 symmetric (k-1)/2 pad before a stride-2 conv on an even input (k = 3, 5, 7) -- +1 before a binary
@@ -60,7 +61,12 @@ def _matrix_model(path: Path) -> tuple[Path, list[Branch]]:
         if binary:
             if i % 4 == 1:
                 x = net.op("Sub", [x, net.per_channel(CH)])  # learned threshold
-            x = net.sign_sign(x) if i % 7 == 3 else net.binarize(x)
+            if i % 7 == 3:
+                x = net.sign_sign(x)
+            elif i % 7 == 5:
+                x = net.op("Sign", [x])  # torch.sign: the inputs here are never exactly 0
+            else:
+                x = net.binarize(x)
             weight = net.binary_weight(CH, CH, k)
             bias = None
         else:
@@ -87,6 +93,15 @@ def _matrix_model(path: Path) -> tuple[Path, list[Branch]]:
                                                   strides=2, pads=1, group=CH, name="dw"), 16),
         ("bin_in8_k3_s2_depthwise_one", net.conv(net.pad(net.binarize(even), (1, 1, 1, 1), 1.0),
                                                  net.binary_weight(CH, 1, 3), strides=2, group=CH, name="bin_dw"), 16),
+        # zero padding: dilated (TF-SAME-shaped: LCE same-zero), asymmetric on an odd input and after a
+        # scaled sign (not SAME-shaped: +1 padding minus the edge correction)
+        ("bin_in9_k3_s1_dil2_zero", net.conv(net.op("Sign", [odd]), net.binary_weight(CH, CH, 3), pads=2,
+                                             dilations=[2, 2], name="bin_dil2_zero"), 81),
+        ("bin_in9_k3_s2_zero_asym", net.conv(net.pad(net.binarize(odd), (2, 0, 1, 1), 0.0),
+                                             net.binary_weight(CH, CH, 3), strides=2, name="bin_zero_asym"), 25),
+        ("bin_in8_k3_s2_zero_scaled_sign", net.conv(net.op("Mul", [net.op("Sign", [even]), net.const(0.5)]),
+                                                    net.binary_weight(CH, CH, 3), strides=2, pads=1,
+                                                    name="bin_zero_scaled"), 16),
     ]
     for label, tensor, pixels in extras:
         branches.append(Branch(label, 0, label.startswith("bin"), net.op("Flatten", [tensor]), CH * pixels))
@@ -141,13 +156,17 @@ def test_binary_branches_become_lce_bconv2d(matrix):
     assert hist.get("LceBconv2d", 0) == len(built.binary_layers)
     for b in binary:
         r = records[b.label]
+        assert r.precision == W1A1, (b.label, r.reason)
+        # zero padding that is not TF-SAME-shaped (stride 2 on an even input) keeps binary with a correction
         zero_not_same = "_zero" in b.label and "_s2" in b.label and "_in8" in b.label and "_k1" not in b.label
-        if zero_not_same:
-            assert r.precision == FLOAT and "zero padding" in r.reason, b.label
-        else:
-            assert r.precision == W1A1, (b.label, r.reason)
+        assert ("constant edge correction" in r.lowering) == zero_not_same, (b.label, r.lowering)
     assert records["bin_dw"].precision == FLOAT and "depthwise" in records["bin_dw"].reason
-    assert records["bin_dil2"].precision == W1A1 and records["bin_sub_mul"].precision == W1A1
+    for name in ("bin_dil2", "bin_sub_mul", "bin_dil2_zero", "bin_zero_asym", "bin_zero_scaled"):
+        assert records[name].precision == W1A1, (name, records[name].reason)
+    assert "same-zero" in records["bin_dil2_zero"].lowering
+    assert "constant edge correction" in records["bin_zero_asym"].lowering
+    assert "constant edge correction" in records["bin_zero_scaled"].lowering
+    assert any("scale 0.5" in r for r in records["bin_zero_scaled"].rewrites)
     # The miscompiled configuration is binary, padded before the binarizer.
     for k in (3, 5, 7):
         label = next(b.label for b in binary if b.label.startswith(f"bin_in8_k{k}_s2_one"))
