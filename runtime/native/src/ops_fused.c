@@ -22,6 +22,7 @@
 
 #include "bconv.h"
 #include "engine_internal.h"
+#include "vec4.h"
 
 enum { STEP_ADD = 1, STEP_SUB = 2, STEP_MUL = 3, STEP_PRELU = 4, STEP_RESIDUAL = 5, MAX_STEPS = 8 };
 enum { PRODUCER_TENSOR = 0, PRODUCER_CONV = 1, PRODUCER_BCONV = 2 };
@@ -219,14 +220,9 @@ static be_status fused_check(const be_op *op) {
   return BE_OK;
 }
 
-enum { BLOCK = 8 }; /* conv output channels accumulated in registers */
-
-typedef struct {
-  float v[BLOCK];
-} block;
-
-/* The conv's output at (oy, ox), all channels, into out: bias, then taps in (fy, fx, ci) order with
- * BE_FMA, as conv_run does per channel; eight channels at a time in registers. */
+/* The conv's output at (oy, ox), all channels, into out: bias, then taps in (fy, fx, ci) order, as ops_conv.c's
+ * conv_run does: channels in groups of 4 with vec4.h's v4_fma, the rest with BE_FMA (the two round alike only
+ * where the ISA fuses both, so the fused op uses the same one per channel). */
 static void conv_pixel(const be_params_fused *p, const be_view *x, const float *filter, const float *bias, int oy, int ox,
                        int c, float *restrict out) {
   const int in_h = x->dims[1], in_w = x->dims[2], cin = x->dims[3], kw = (int)p->filter_w;
@@ -246,17 +242,13 @@ static void conv_pixel(const be_params_fused *p, const be_view *x, const float *
     }
   }
   int c0 = 0;
-  for (; c0 + BLOCK <= c; c0 += BLOCK) {
-    block b;
-    for (int j = 0; j < BLOCK; ++j) b.v[j] = bias[c0 + j];
+  for (; c0 + 4 <= c; c0 += 4) {
+    be_v4 acc = v4_load(bias + c0);
     for (int t = 0; t < n_taps; ++t) {
       const float *tap = filter + taps[t] + (size_t)c0, *pixel = pixels[t];
-      for (int ci = 0; ci < cin; ++ci, tap += c) {
-        const float xv = pixel[ci];
-        for (int j = 0; j < BLOCK; ++j) b.v[j] = BE_FMA(xv, tap[j], b.v[j]);
-      }
+      for (int ci = 0; ci < cin; ++ci, tap += c) acc = v4_fma(acc, v4_dup(pixel[ci]), v4_load(tap));
     }
-    for (int j = 0; j < BLOCK; ++j) out[c0 + j] = b.v[j];
+    v4_store(out + c0, acc);
   }
   for (; c0 < c; ++c0) {
     float v = bias[c0];
@@ -350,9 +342,6 @@ BE_INLINE void run_pixels(const fused_state *st, const chain *ch, int n_steps, c
   const float *x_data = (const float *)st->fv.x.data, *residual = (const float *)st->fv.residual.data;
   uint32_t *qrow[2] = {NULL, NULL};
   for (int y = 0; y < h; ++y) {
-    if (p->pool && y % 2 == 0) {
-      for (size_t i = 0; i < (size_t)(w / 2) * (size_t)c; ++i) st->pooled[i] = 0.0f;
-    }
     for (int i = 0; i < ch->n_q; ++i) {
       qrow[i] = (uint32_t *)st->fv.q[i].data +
                 ((size_t)(y + st->qz[i].pad_top) * (size_t)st->fv.q[i].dims[2] + (size_t)st->qz[i].pad_left) * (size_t)words;
@@ -375,8 +364,12 @@ BE_INLINE void run_pixels(const fused_state *st, const chain *ch, int n_steps, c
       chain_pixel(ch, n_steps, kinds, c, src, residual != NULL ? residual + pixel * (size_t)c : NULL, out);
       for (int i = 0; i < ch->n_q; ++i) quantize_pixel(out, ch->thresholds[i], c, qrow[i] + (size_t)x * (size_t)words);
       if (p->pool) {
-        float *acc = st->pooled + (size_t)(x / 2) * (size_t)c;
-        for (int j = 0; j < c; ++j) acc[j] += out[j];
+        float *acc = st->pooled + (size_t)(x / 2) * (size_t)c; /* ((v0 + v1) + v2) + v3, as ops_pool.c */
+        if (y % 2 == 0 && x % 2 == 0) {
+          memcpy(acc, out, sizeof(float) * (size_t)c);
+        } else {
+          for (int j = 0; j < c; ++j) acc[j] += out[j];
+        }
       }
     }
     if (p->pool && y % 2 == 1) {
