@@ -147,7 +147,7 @@ def test_model_on_netduinoplus2_agrees_with_host_lce(reactnet_blobs, tmp_path):
     board = get_board("netduinoplus2")
     config = project.model_config(fused, [1, *SHAPE], CLASSES)
     ev = evaluate(board, fused, config, x, tmp_path / "fused")
-    run, _, _ = _lce_runner(flatbuffer, 1)
+    run = _lce_runner(flatbuffer, 1)[0]
     reference = np.stack([run(x[i:i + 1]).reshape(-1) for i in range(len(x))])
     assert np.array_equal(ev.logits.argmax(axis=1), reference.argmax(axis=1))
     assert np.abs(ev.logits - reference).max() <= 1e-4 * max(1.0, float(np.abs(reference).max()))

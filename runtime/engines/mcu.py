@@ -39,7 +39,7 @@ def footprint_of(ev: Evaluation) -> Footprint:
 def host_predictions(model_path: Path, x: np.ndarray) -> np.ndarray:
     """Top-1 class of every image by LCE's interpreter on this machine (the agreement reference)."""
     try:
-        run, _, _ = remote_measure._lce_runner(model_path.read_bytes(), 1)
+        run = remote_measure._lce_runner(model_path.read_bytes(), 1)[0]
     except RuntimeError as exc:
         raise BenchError(f"agreement needs LCE's interpreter on this machine: {exc}") from None
     return np.array([int(np.argmax(run(x[i:i + 1]).reshape(-1))) for i in range(len(x))], dtype=np.int64)
