@@ -79,6 +79,33 @@ class Accuracy(schema.Schema):
     agreement_reference: str = ""
 
 
+class Footprint(schema.Schema):
+    """Memory of a microcontroller build, in bytes, from its linker map (stack: measured high-water mark)."""
+
+    flash_code: int  # engine, board support, application and C library code and constants
+    flash_model: int  # the model blob
+    flash_data: int  # initial values of .data
+    sram_arena: int  # the tensor arena, planned offline
+    sram_stack: int  # the stack used in the run (high-water mark)
+    sram_other: int  # .data and .bss
+    flash_limit: int  # the board's flash
+    sram_limit: int  # the board's SRAM for the arena and other data, plus its stack memory
+
+    @property
+    def flash(self) -> int:
+        return self.flash_code + self.flash_model + self.flash_data
+
+    @property
+    def sram(self) -> int:
+        """Peak arena plus stack: what the model needs (issue 10's ``sram_bytes``)."""
+        return self.sram_arena + self.sram_stack
+
+    @property
+    def sram_total(self) -> int:
+        """Everything in SRAM: the model's arena and stack and the program's other data."""
+        return self.sram_arena + self.sram_stack + self.sram_other
+
+
 class LayerTime(schema.Schema):
     """One row of a per-op time profile (physical devices)."""
 
@@ -104,6 +131,7 @@ class Measurement(schema.Schema):
     instructions: Instructions | None = None
     peak_memory_mb: float | None = None
     peak_memory_source: str = ""
+    footprint: Footprint | None = None  # microcontroller builds
     accuracy: Accuracy | None = None
     reference_top1: float | None = None
     matches_reference: bool | None = None

@@ -16,6 +16,7 @@ STAGES = {
     "train": ("train.cli", "cli", "Train float and quantized models (PyTorch)."),
     "convert": ("convert.cli", "cli", "Convert ONNX to an LCE flatbuffer and TFLite baselines."),
     "bench": ("runtime.bench", "cli", "Measure accuracy and latency of a deploy bundle on a device."),
+    "mcu": ("runtime.mcu.cli", "cli", "Cortex-M microcontrollers: boards, MCU project export."),
 }
 
 
@@ -32,7 +33,7 @@ class StageGroup(click.Group):
         try:
             module = importlib.import_module(module_name)
         except ImportError as exc:
-            extra = "runtime" if name == "bench" else name
+            extra = "runtime" if name in ("bench", "mcu") else name
             raise click.ClickException(
                 f"the '{name}' stage needs packages that are not installed ({exc.name or exc}); "
                 f"install them with: pip install 'bitat-edge[{extra}]'"

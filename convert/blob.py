@@ -60,15 +60,17 @@ KINDS: dict[str, int] = {
     "PRELU": 30, "RELU": 31, "RELU6": 32, "RELU_N1_TO_1": 33, "LOGISTIC": 34, "HARD_SWISH": 35,
     "PAD": 40, "RESHAPE": 41, "TRANSPOSE": 42, "CONCATENATION": 43, "CONCATENATION+PRELU": 44, "CHAIN": 45,
     "MAX_POOL_2D": 50, "AVERAGE_POOL_2D": 51, "MEAN": 52, "REDUCE_MAX": 53, "SOFTMAX": 54,
-    "QUANTIZE": 60,
+    "QUANTIZE": 60, "BITAT_FUSED": 70,
 }
 """Engine op kinds, named as in the flatbuffer (PADV2 compiles to PAD); "A+B" kinds and CHAIN (a run of
-element-wise ops) are fused by ``_Compiler._fuse``."""
+element-wise ops) are fused by ``_Compiler._fuse``, BITAT_FUSED (memory fusion) by convert/blob_fuse.py."""
+
+_BCONV_PARAMS = [("channels_in", "i"), ("channels_out", "i"), ("filter_h", "i"), ("filter_w", "i"), ("stride_h", "i"),
+                 ("stride_w", "i"), ("dilation_h", "i"), ("dilation_w", "i"), ("pad_top", "i"), ("pad_left", "i"),
+                 ("zero_padding", "i"), ("clamp_min", "i"), ("clamp_max", "i")]
 
 PARAMS: dict[str, list[tuple[str, str]]] = {
-    "bconv": [("channels_in", "i"), ("channels_out", "i"), ("filter_h", "i"), ("filter_w", "i"), ("stride_h", "i"), ("stride_w", "i"), ("dilation_h", "i"),
-              ("dilation_w", "i"), ("pad_top", "i"), ("pad_left", "i"), ("zero_padding", "i"),
-              ("clamp_min", "i"), ("clamp_max", "i")],
+    "bconv": _BCONV_PARAMS,
     "pool": [("filter_h", "i"), ("filter_w", "i"), ("stride_h", "i"), ("stride_w", "i"), ("pad_top", "i"),
              ("pad_left", "i"), ("act_min", "f"), ("act_max", "f")],
     "conv": [("stride_h", "i"), ("stride_w", "i"), ("dilation_h", "i"), ("dilation_w", "i"), ("pad_top", "i"),
@@ -81,6 +83,13 @@ PARAMS: dict[str, list[tuple[str, str]]] = {
     "reduce": [("axes_mask", "i")],
     "softmax": [("beta", "f")],
     "chain": [("steps", "i")] + [(f"op{k}", "i") for k in range(8)],
+    "fused": [("height", "i"), ("width", "i"), ("channels", "i"), ("producer", "i"), *_BCONV_PARAMS,  # the producer's
+              ("bias_offset", "i"), ("multiplier_offset", "i"), ("tile_pixels", "i"),
+              ("n_steps", "i"), *((f"step{i}", "i") for i in range(8)), ("rows_offset", "i"), ("store_y", "i"),
+              ("y_channel_offset", "i"), ("y_channels", "i"), ("n_quantizers", "i"),
+              *((f"q{i}_{k}", "i") for i in range(2)
+                for k in ("threshold_row", "pad_top", "pad_bottom", "pad_left", "pad_right", "pad_bit")),
+              ("pool", "i")],  # BITAT_FUSED: convert/blob_fuse.py
 }
 """Parameter structs (all 32-bit fields, in order) shared by the kinds in ``KIND_PARAMS``."""
 
@@ -91,7 +100,7 @@ KIND_PARAMS: dict[str, str | None] = {
     "ADD": "activation", "SUB": "activation", "MUL": "activation", "DIV": "activation", "MAXIMUM": "activation",
     "MINIMUM": "activation", "RELU": "activation", "RELU6": "activation", "RELU_N1_TO_1": "activation",
     "PAD": "pad", "TRANSPOSE": "transpose", "CONCATENATION": "concat", "CONCATENATION+PRELU": "concat", "MEAN": "reduce", "REDUCE_MAX": "reduce",
-    "SOFTMAX": "softmax", "CHAIN": "chain",
+    "SOFTMAX": "softmax", "CHAIN": "chain", "BITAT_FUSED": "fused",
 }
 
 _INF = float("inf")
@@ -298,6 +307,9 @@ class _Compiler:
                     raise BlobError(f"op {position} ({name}) writes into a constant tensor")
             self.ops.append(lowered)
             self.sources.append((position,))
+        from convert.blob_fuse import fuse
+
+        fuse(self)  # first: it reads the single element-wise ops that _fuse would merge into CHAINs
         self._fuse()
         self._plan_memory()
         return self._serialize()
@@ -936,7 +948,7 @@ _LOWERINGS: dict[str, Lowering] = {
     "MEAN": _reduce("MEAN"), "REDUCE_MAX": _reduce("REDUCE_MAX"), "SOFTMAX": _softmax,
     "QUANTIZE": _quantize_int8,
 }
-assert set(_LOWERINGS) - {"PADV2"} == {k for k in KINDS if "+" not in k and k != "CHAIN"}  # noqa: S101
+assert set(_LOWERINGS) - {"PADV2"} == {k for k in KINDS if "+" not in k and k not in ("CHAIN", "BITAT_FUSED")}  # noqa: S101
 
 
 def compile_blob(flatbuffer: bytes) -> CompiledBlob:

@@ -33,7 +33,9 @@ def _target_options(func):
     """Options shared by measuring and doctor: which device, how to reach it, which bundle and binary."""
     for option in reversed([
         click.option("--device", default="host", show_default=True,
-                     help="Device profile: host, rpi4, rpi3, android, qemu-aarch64, qemu-armv7, or an inventory name."),
+                     help="Device profile: host, rpi4, rpi3, android, qemu-aarch64, qemu-armv7, the emulated "
+                          "microcontroller boards netduinoplus2, mps2-an386, mps2-an500, mps3-an547, or an inventory "
+                          "name."),
         click.option("--bundle", default=DEFAULT_BUNDLE, show_default=True,
                      help="A deploy directory, or a run directory that contains deploy/."),
         click.option("--transport", default=None,
@@ -89,7 +91,10 @@ def cli(ctx: click.Context, device: str, bundle: str, transport: str | None, inv
     kinds = MODEL_KINDS if model == "all" else (model,)
     try:
         target = resolve_device(device, inventory_path(inventory), transport)
-        if model == "all" and engine == "auto" and target.arch in NO_LITERT and target.capabilities.python == "sysroot":
+        if target.board and model == "all":
+            kinds = ("lce",)  # a microcontroller runs the LCE model's engine blob only
+            click.echo(f"{device}: measuring the LCE model (the firmware runs the bundle's engine blob)")
+        elif model == "all" and engine == "auto" and target.arch in NO_LITERT and target.capabilities.python == "sysroot":
             click.echo(f"note: measuring the LCE model only: {NO_LITERT[target.arch]}")
             kinds = ("lce",)
         request = SessionRequest(

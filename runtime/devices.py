@@ -59,6 +59,7 @@ class Profile(schema.Schema):
     binary: str = ""  # suffix of runtime/bin/lce_benchmark_model_<binary>
     docker_target: str = ""  # `make docker-lce-<target>` builds that binary
     qemu: QemuSettings | None = None
+    board: str = ""  # a microcontroller board of runtime/mcu/boards.py (transport qemu-system)
 
 
 class InventoryEntry(schema.Schema):
@@ -99,6 +100,7 @@ class Device:
     binary: str = ""  # suffix of lce_benchmark_model_<binary>
     docker_target: str = ""
     qemu: QemuSettings | None = None
+    board: str = ""  # microcontroller board (runtime/mcu/boards.py)
     key: str | None = None
     known_hosts: str | None = None
     python: str | None = None
@@ -196,6 +198,7 @@ def resolve_device(name: str, inventory: Path | None = None, transport: str | No
         binary=profile.binary,
         docker_target=profile.docker_target,
         qemu=profile.qemu,
+        board=profile.board,
         key=entry.key,
         known_hosts=entry.known_hosts,
         python=entry.python,

@@ -17,6 +17,7 @@ from runtime.engines.base import Stager
 from runtime.engines.benchmark_binary import find_binary
 from runtime.engines.native import build_target
 from runtime.errors import BenchError
+from runtime.mcu import footprint
 from runtime.native import build
 from runtime.tflite_ops import LCE_CUSTOM_OPS, operator_counts
 
@@ -46,6 +47,8 @@ def run_doctor(device: Device, bundle_path: str | None = None, binary: str | Non
         except BenchError as exc:
             return [Check("reachable", "fail", str(exc))]
         checks.append(Check("reachable", "ok", f"{transport.label}: {facts.os or facts.kernel} ({facts.cpu})"))
+        if device.board:
+            return checks + _board_checks(device, facts.machine, Path(transport.workdir()), bundle_path)
         machine = normalize_arch(facts.machine)
         if machine == device.arch:
             checks.append(Check("architecture", "ok", f"{facts.machine} matches profile '{device.name}'"))
@@ -85,6 +88,45 @@ def run_doctor(device: Device, bundle_path: str | None = None, binary: str | Non
             checks.append(_coverage(bundle_path))
     finally:
         transport.close()
+    return checks
+
+
+def _board_checks(device: Device, machine: str, workdir: Path, bundle_path: str | None) -> list[Check]:
+    """A microcontroller board: its instruction set, the cross compiler, the counting plugin, and whether the
+    bundle's engine blob builds and fits the board (the linker's answer)."""
+    from runtime.mcu import project, toolchain
+    from runtime.mcu.boards import get_board
+    from runtime.mcu.evaluate import build_firmware
+
+    board = get_board(device.board)
+    checks = [Check("architecture", "ok" if machine == device.arch else "fail",
+                    f"board {board.name} is {machine}, profile '{device.name}' says {device.arch}")]
+    try:
+        checks.append(Check("cross compiler", "ok", toolchain.require_toolchain()))
+    except BenchError as exc:
+        return checks + [Check("cross compiler", "fail", str(exc))]
+    try:
+        from runtime.emulation.plugin import ensure_plugin
+
+        checks.append(Check("instruction counting", "ok", f"QEMU plugin {ensure_plugin()}"))
+    except (ImportError, BenchError) as exc:
+        checks.append(Check("instruction counting", "fail", f"the QEMU counting plugin is not available ({exc})"))
+    if bundle_path:
+        bundle = load_bundle(bundle_path, kinds=("lce",))
+        blob_path = BundleDir(bundle.root).blob
+        if not blob_path.is_file():
+            return checks + [Check("engine blob", "fail", f"{blob_path} is missing; re-run the convert stage"),
+                             _coverage(bundle_path)]
+        blob = blob_path.read_bytes()
+        config = project.model_config(blob, list(bundle.manifest.deploy.input_shape), len(bundle.manifest.classes))
+        try:
+            firmware = build_firmware(board, blob, config, workdir / "doctor", stack_bytes=8192)
+            fp = footprint.read_map(firmware.map)
+            checks.append(Check("fits the board", "ok", f"flash {fp.flash:,} of {board.flash.size:,} bytes, arena "
+                                f"{fp.arena:,} + other {fp.data_bss:,} of {board.ram.size:,} bytes of {board.ram.name}"))
+        except BenchError as exc:
+            checks.append(Check("fits the board", "fail", str(exc)))
+        checks.append(_coverage(bundle_path))
     return checks
 
 

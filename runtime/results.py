@@ -130,7 +130,7 @@ def results_text(session: BenchSession) -> str:
     facts, dev, p = session.facts, session.device, session.protocol
     out = io.StringIO()
     if emulated:
-        out.write("*** EMULATED: numbers come from QEMU user-mode emulation; they are not device latencies ***\n\n")
+        out.write("*** EMULATED: numbers come from QEMU emulation; they are not device latencies ***\n\n")
     out.write(f"device     {dev.name} ({dev.description})\n")
     out.write(f"transport  {dev.transport}{'  [EMULATED]' if emulated else ''}\n")
     out.write(f"system     {facts.machine} | {facts.cpu} | kernel {facts.kernel} | glibc {facts.glibc or '-'} | "
@@ -156,6 +156,14 @@ def results_text(session: BenchSession) -> str:
             count = m.instructions
             out.write(f"{m.model}: {count.per_inference} instructions per inference on {count.cpu} "
                       f"(EMULATED; {count.method})\n")
+            if count.binary_macs_per_instruction is not None:
+                out.write(f"{m.model}: binary convolutions {count.binary_macs_per_instruction:.2f} binary MACs per "
+                          "instruction\n")
+        if m.footprint is not None:
+            fp = m.footprint
+            out.write(f"{m.model}: flash {fp.flash:,} of {fp.flash_limit:,} bytes (code {fp.flash_code:,}, model "
+                      f"{fp.flash_model:,}, data {fp.flash_data:,}); SRAM {fp.sram_total:,} of {fp.sram_limit:,} bytes "
+                      f"(arena {fp.sram_arena:,}, stack used {fp.sram_stack:,}, other {fp.sram_other:,})\n")
         if m.reference_top1 is not None and m.accuracy is not None:
             verdict = "matches" if m.matches_reference else "DIFFERS FROM"
             out.write(f"{m.model}: top-1 {m.accuracy.top1:.4f} {verdict} the convert stage's {m.reference_top1:.4f}\n")

@@ -17,6 +17,7 @@ from runtime.engines import ENGINES
 from runtime.engines.base import Engine, Stager
 from runtime.engines.benchmark_binary import BenchmarkBinaryEngine
 from runtime.engines.interpreter import TfliteInterpreterEngine, interpreter_for
+from runtime.engines.mcu import McuEngine
 from runtime.engines.native import NativeEngine
 from runtime.errors import BenchError
 from runtime.request import SessionRequest
@@ -32,14 +33,17 @@ from runtime.tflite_ops import custom_ops
 
 
 def choose_engine(kind: str, request: SessionRequest) -> Engine:
-    """The engine for model ``kind``; 'auto' uses what the target offers: this machine's Python
-    (interpreters), no Python (the benchmark binary), an emulation sysroot's Python (LiteRT for the TFLite
-    baselines, the benchmark binary for the LCE model), or a device's Python as the fallback when it has no binary.
+    """The engine for model ``kind``; 'auto' uses what the target offers: a microcontroller board (the MCU
+    firmware), this machine's Python (interpreters), no Python (the benchmark binary), an emulation sysroot's
+    Python (LiteRT for the TFLite baselines, the benchmark binary for the LCE model), or a device's Python as the
+    fallback when it has no binary.
     On devices the LCE model runs on the native C engine when the bundle has its model.blob and the engine
     builds for the device's architecture."""
     if request.engine != "auto":
         return ENGINES[request.engine].create(request)
     device = request.device
+    if device.board:
+        return McuEngine.create(request)
     python = device.capabilities.python
     if python == "harness":
         return interpreter_for(kind).create(request)

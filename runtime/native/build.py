@@ -84,7 +84,7 @@ def _fingerprint(target: Target, compiler: str) -> str:
     digest = hashlib.sha256()
     version = subprocess.run([compiler, "--version"], capture_output=True, text=True, check=False).stdout
     digest.update("\0".join([version, *target.flags, *COMMON]).encode())
-    for path in sorted(NATIVE.glob("include/*.h")) + sorted((NATIVE / "src").rglob("*.[ch]")) + \
+    for path in sorted(NATIVE.glob("include/*.h")) + sorted((NATIVE / "src").rglob("*.[chS]")) + \
             sorted((NATIVE / "tools").glob("*.c")):
         digest.update(path.relative_to(NATIVE).as_posix().encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()

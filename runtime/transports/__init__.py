@@ -1,4 +1,4 @@
-"""Transports by kind: local, qemu user-mode, ssh (paramiko), adb. ``parse_spec`` reads a ``--transport`` value.
+"""Transports by kind: local, qemu user-mode, qemu-system (microcontroller boards), ssh (paramiko), adb. ``parse_spec`` reads a ``--transport`` value.
 
 Adding a transport is one class (see ``runtime.transports.base.Transport``) listed in ``TRANSPORTS``.
 """
@@ -10,13 +10,14 @@ from runtime.transports.adb import AdbTransport
 from runtime.transports.base import Capabilities, CompletedRun, Transport, TransportSpec
 from runtime.transports.local import LocalTransport
 from runtime.transports.qemu import QemuTransport
+from runtime.transports.qemu_system import QemuSystemTransport
 from runtime.transports.ssh import SshTransport
 
 __all__ = ["TRANSPORTS", "Capabilities", "CompletedRun", "Transport", "TransportSpec", "parse_spec",
            "transport_class"]
 
 TRANSPORTS: dict[str, type[Transport]] = {
-    cls.kind: cls for cls in (LocalTransport, QemuTransport, SshTransport, AdbTransport)
+    cls.kind: cls for cls in (LocalTransport, QemuTransport, QemuSystemTransport, SshTransport, AdbTransport)
 }
 
 

@@ -78,10 +78,10 @@ def test_profile_errors_name_file_device_and_field(tmp_path: Path):
     with pytest.raises(BenchError, match=r"devices.yaml \(device 'pi'\): field 'qemu.sysroot' is missing"):
         load_profiles(profiles)
     profiles.write_text("pi:\n  arch: aarch64\n  transport: ssh\n  thread: 4\n")
-    with pytest.raises(BenchError, match=r"unknown field 'thread'; valid keys in the top level: arch, binary, cpu, "):
+    with pytest.raises(BenchError, match=r"unknown field 'thread'; valid keys in the top level: arch, binary, board, cpu, "):
         load_profiles(profiles)
     profiles.write_text("pi:\n  arch: aarch64\n  transport: telnet\n")
-    with pytest.raises(BenchError, match="transport 'telnet': unknown; use local, qemu, ssh://user@host"):
+    with pytest.raises(BenchError, match="transport 'telnet': unknown; use local, qemu, qemu-system, ssh://user@host"):
         resolve_device("pi", profiles=load_profiles(profiles))
 
 

@@ -250,17 +250,12 @@ static void transform_tile(const be_bconv_args *a, const int32_t *acc, int strid
   }
 }
 
-void be_bconv_optimized(const be_bconv_args *a) {
-  const int depth = be_bconv_depth(a), pixels = a->out_h * a->out_w, tile = tile_pixels(a);
-  if (depth > BE_BGEMM_MAX_DEPTH || tile < 4) {
-    be_bconv_reference(a);
-    return;
-  }
-  uint32_t *cols = (uint32_t *)a->scratch;
+/* The kernel's arguments for a's tiles (cols, then accumulator rows unless the output is float). */
+static be_bgemm_args gemm_args(const be_bconv_args *a, int tile) {
   be_bgemm_args g;
   memset(&g, 0, sizeof g);
-  g.cols = cols;
-  g.depth = depth;
+  g.cols = (uint32_t *)a->scratch;
+  g.depth = be_bconv_depth(a);
   g.weights = a->weights;
   g.channels = a->channels_out;
   if (a->out_type == BE_FLOAT32) {
@@ -270,16 +265,49 @@ void be_bconv_optimized(const be_bconv_args *a) {
     g.clamp_max = a->clamp_max;
     g.clamp = a->clamp_min > 0 || a->clamp_max < 2 * a->filter_h * a->filter_w * a->channels_in;
   } else {
-    g.acc = (int32_t *)(cols + (size_t)tile * (size_t)depth);
+    g.acc = (int32_t *)((uint32_t *)a->scratch + (size_t)tile * (size_t)g.depth);
     g.acc_stride = channels_padded(a);
   }
+  return g;
+}
+
+void be_bconv_float_tile(const be_bconv_args *a, int p0, int n, float *out) {
+  const int cout = a->channels_out, tile = tile_pixels(a);
+  if (be_bconv_depth(a) > BE_BGEMM_MAX_DEPTH || tile < 4) {
+    for (int q = 0; q < n; ++q) {
+      const int p = p0 + q;
+      for (int c = 0; c < cout; ++c) {
+        out[(size_t)q * (size_t)cout + (size_t)c] = float_output(a, reference_accumulator(a, p / a->out_w, p % a->out_w, c), c);
+      }
+    }
+    return;
+  }
+  be_bgemm_args g = gemm_args(a, tile);
+  for (int q = 0; q < n; q += tile) {
+    g.pixels = min_int(tile, n - q);
+    g.out = out + (size_t)q * (size_t)cout;
+    pack_tile(a, (uint32_t *)a->scratch, p0 + q, g.pixels);
+    be_bgemm(&g);
+  }
+}
+
+void be_bconv_optimized(const be_bconv_args *a) {
+  const int depth = be_bconv_depth(a), pixels = a->out_h * a->out_w, tile = tile_pixels(a);
+  if (depth > BE_BGEMM_MAX_DEPTH || tile < 4) {
+    be_bconv_reference(a);
+    return;
+  }
+  if (a->out_type == BE_FLOAT32) {
+    be_bconv_float_tile(a, 0, pixels, (float *)a->output);
+    if (a->zero_padding) zero_padding_correction(a);
+    return;
+  }
+  be_bgemm_args g = gemm_args(a, tile);
   for (int p0 = 0; p0 < pixels; p0 += tile) {
     const int n = min_int(tile, pixels - p0);
-    pack_tile(a, cols, p0, n);
+    pack_tile(a, (uint32_t *)a->scratch, p0, n);
     g.pixels = n;
-    if (a->out_type == BE_FLOAT32) g.out = (float *)a->output + (size_t)p0 * (size_t)a->channels_out;
     be_bgemm(&g);
-    if (a->out_type != BE_FLOAT32) transform_tile(a, g.acc, g.acc_stride, p0, n);
+    transform_tile(a, g.acc, g.acc_stride, p0, n);
   }
-  if (a->zero_padding) zero_padding_correction(a);
 }

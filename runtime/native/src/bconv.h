@@ -44,4 +44,8 @@ size_t be_bconv_scratch_bytes(const be_bconv_args *a, int tile_pixels);
 void be_bconv_reference(const be_bconv_args *a);
 void be_bconv_optimized(const be_bconv_args *a);
 
+/* The optimized path's float output (no same-zero correction) for pixels [p0, p0 + n) into out ([n][Cout]), tile
+ * by tile through a->scratch. ops_fused.c runs a binary conv a tile at a time with it. */
+void be_bconv_float_tile(const be_bconv_args *a, int p0, int n, float *out);
+
 #endif /* BE_BCONV_H */

@@ -88,7 +88,8 @@ typedef enum {
   BE_KIND_MEAN = 52,
   BE_KIND_REDUCE_MAX = 53,
   BE_KIND_SOFTMAX = 54,
-  BE_KIND_QUANTIZE = 60
+  BE_KIND_QUANTIZE = 60,
+  BE_KIND_BITAT_FUSED = 70 /* convert/blob_fuse.py, ops_fused.c */
 } be_kind;
 
 typedef struct {
@@ -179,5 +180,56 @@ typedef struct {
   int32_t op6;
   int32_t op7;
 } be_params_chain;
+
+typedef struct {
+  int32_t height;
+  int32_t width;
+  int32_t channels;
+  int32_t producer;
+  /* the producer's window (and, for a binary conv, its clamp): be_params_bconv's fields */
+  int32_t channels_in;
+  int32_t channels_out;
+  int32_t filter_h;
+  int32_t filter_w;
+  int32_t stride_h;
+  int32_t stride_w;
+  int32_t dilation_h;
+  int32_t dilation_w;
+  int32_t pad_top;
+  int32_t pad_left;
+  int32_t zero_padding;
+  int32_t clamp_min;
+  int32_t clamp_max;
+  int32_t bias_offset;
+  int32_t multiplier_offset;
+  int32_t tile_pixels;
+  int32_t n_steps;
+  int32_t step0;
+  int32_t step1;
+  int32_t step2;
+  int32_t step3;
+  int32_t step4;
+  int32_t step5;
+  int32_t step6;
+  int32_t step7;
+  int32_t rows_offset;
+  int32_t store_y;
+  int32_t y_channel_offset;
+  int32_t y_channels;
+  int32_t n_quantizers;
+  int32_t q0_threshold_row;
+  int32_t q0_pad_top;
+  int32_t q0_pad_bottom;
+  int32_t q0_pad_left;
+  int32_t q0_pad_right;
+  int32_t q0_pad_bit;
+  int32_t q1_threshold_row;
+  int32_t q1_pad_top;
+  int32_t q1_pad_bottom;
+  int32_t q1_pad_left;
+  int32_t q1_pad_right;
+  int32_t q1_pad_bit;
+  int32_t pool;
+} be_params_fused;
 
 #endif /* BE_BLOB_FORMAT_H */

@@ -8,7 +8,7 @@
 #define ARENA_ALIGN 16u
 
 static const be_op_impl *const op_tables[] = {be_binary_ops, be_conv_ops, be_elementwise_ops, be_shape_ops,
-                                              be_pool_ops, be_chain_ops};
+                                              be_pool_ops, be_chain_ops, be_fused_ops};
 
 const be_op_impl *be_find_op(uint32_t kind) {
   for (size_t t = 0; t < sizeof op_tables / sizeof op_tables[0]; ++t) {
@@ -221,7 +221,7 @@ static be_status check_ops(be_engine *e) {
       return fail(e, BE_ERR_UNSUPPORTED, "op %lu: kind %lu is not an op this engine runs (blob from a newer compiler?)",
                   (unsigned long)i, (unsigned long)r->kind);
     }
-    if (r->n_outputs != 1 || r->n_inputs > h->n_operands ||
+    if (r->n_outputs < 1 || (r->n_outputs > 1 && r->kind != BE_KIND_BITAT_FUSED) || r->n_inputs > h->n_operands ||
         (uint64_t)r->first_operand + r->n_inputs + r->n_outputs > h->n_operands ||
         (int)r->n_inputs < impl->inputs_min || (impl->inputs_max >= 0 && (int)r->n_inputs > impl->inputs_max)) {
       return fail(e, BE_ERR_FORMAT, "op %lu (%s): bad operand count %lu", (unsigned long)i, impl->name,

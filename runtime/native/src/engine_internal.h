@@ -71,6 +71,7 @@ extern const be_op_impl be_elementwise_ops[];
 extern const be_op_impl be_shape_ops[];
 extern const be_op_impl be_pool_ops[];
 extern const be_op_impl be_chain_ops[];
+extern const be_op_impl be_fused_ops[];
 
 static inline int be_min(int a, int b) { return a < b ? a : b; }
 static inline int be_max(int a, int b) { return a > b ? a : b; }

@@ -94,8 +94,8 @@ static int run_case(int index) {
             "selftest: case %d differs: in %dx%dx%d, out %dx%dx%d (type %d), filter %dx%d, stride %d/%d, dilation %d/%d, "
             "pad %d/%d zero %d, clamp %d..%d, tile %d\n",
             index, a.in_h, a.in_w, a.channels_in, a.out_h, a.out_w, cout, (int)a.out_type, a.filter_h, a.filter_w,
-            a.stride_h, a.stride_w, a.dilation_h, a.dilation_w, a.pad_top, a.pad_left, a.zero_padding, a.clamp_min,
-            a.clamp_max, tile);
+            a.stride_h, a.stride_w, a.dilation_h, a.dilation_w, a.pad_top, a.pad_left, a.zero_padding, (int)a.clamp_min,
+            (int)a.clamp_max, tile);
   }
   free(input), free(weights), free(multiplier), free(bias), free(thresholds), free(correction);
   free(expected), free(actual), free(a.scratch);

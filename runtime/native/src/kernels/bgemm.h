@@ -9,7 +9,8 @@
  * of sums holds consecutive channels of one pixel: the NHWC output row, with no transpose.
  *
  * Exactly one kernel is compiled in, chosen by the target (override with -DBE_BGEMM_GENERIC):
- * bgemm_neon_aarch64.c, bgemm_neon_armv7.c or bgemm_generic.c.
+ * bgemm_neon_aarch64.c, bgemm_neon_armv7.c, bgemm_cortexm.c (M-profile cores with the DSP extension:
+ * Cortex-M4/M7/M33/M55) or bgemm_generic.c.
  */
 #ifndef BE_BGEMM_H
 #define BE_BGEMM_H
@@ -21,6 +22,9 @@
 #define BE_BGEMM_NEON_AARCH64 1
 #elif !defined(BE_BGEMM_GENERIC) && defined(__arm__) && defined(__ARM_NEON)
 #define BE_BGEMM_NEON_ARMV7 1
+#elif !defined(BE_BGEMM_GENERIC) && defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M' && \
+    defined(__ARM_FEATURE_DSP)
+#define BE_BGEMM_CORTEX_M 1
 #else
 #define BE_BGEMM_GENERIC_C 1
 #endif

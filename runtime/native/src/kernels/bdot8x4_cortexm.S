@@ -1,0 +1,186 @@
+/* Binary dot products of eight output channels at once, for ARMv7E-M and Armv8-M Mainline (Thumb-2).
+ *
+ * void be_bdot8x4(const uint32_t *a, const uint32_t *wq, uint32_t d, int32_t out[8]);
+ *
+ *   a    the d bitpacked activation words of one output pixel (its im2col patch), 16 bytes apart: its lane of
+ *        a 4-pixel column group (kernels/bgemm.h)
+ *   wq   8 * d weight words of eight output channels (see be_bdot8x4_weights in bgemm_cortexm.c): for activation word i
+ *        and rotation r = 0..7, W(i, r) holds in nibble lane j nibble (j + r) % 8 of channel j's word i;
+ *        stored as pairs W(i, 2q), W(i, 2q) ^ W(i, 2q + 1) for q = 0..3
+ *   out  out[j] = sum_i popcount(a[4 i] ^ w_j[i]), the mismatch count of channel j; needs d <= 126
+ *
+ * Word W(i, r) meets a[i] rotated right by 4r bits (a free operand of eor), so over r = 0..7 nibble
+ * lane j sees every nibble of channel j: eight channels share one carry-save (Harley-Seal) chain of 8d
+ * words and one final count. A pair of words x = W(i,2q) ^ ror(a, 8q), y = W(i,2q+1) ^ ror(a, 8q+4) is
+ * added to the ones plane as l' = l ^ (x ^ y), carry = ((l ^ x) & (x ^ y)) ^ x, where
+ * x ^ y = (W(i,2q) ^ W(i,2q+1)) ^ ror(a ^ ror(a, 4), 8q): six instructions instead of seven.
+ * Carry-save adder: Hacker's Delight (2nd ed.) section 5-1; Harley-Seal arrangement: Mula, Kurz,
+ * Lemire, "Faster population counts using AVX2 instructions" (2018).
+ */
+#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M' && defined(__ARM_FEATURE_DSP) && \
+    !defined(__ARM_FEATURE_MVE) && !defined(BE_BGEMM_GENERIC)
+    .syntax unified
+    .thumb
+    .text
+
+    pa .req r0
+    pw .req r1
+    a  .req r2
+    aa .req r3      /* a ^ ror(a, 4) */
+    x  .req r4
+    y  .req r5
+    u  .req r6
+    ones .req r7
+    twos .req r8
+    fours .req r9
+    eights .req r10
+    h1 .req r11
+    h2 .req r12
+    h3 .req lr
+
+    /* stack frame after the prologue */
+    .equ ACC_E, 0   /* byte lanes: weight-16 counts of channels 0, 2, 4, 6 (nibble lanes 0, 2, 4, 6) */
+    .equ ACC_O, 4   /* ... of channels 1, 3, 5, 7 */
+    .equ END, 8     /* end of the whole blocks of activations */
+    .equ LEFT, 12   /* d % 2 */
+    .equ OUT, 16    /* pushed r3 */
+
+/* One pair of rotations (8q, 8q + 4) into the ones plane; the carry (weight 2) goes to \c. */
+.macro PAIR c, rot
+    ldrd    x, y, [pw], #8
+    .if \rot
+    eor     x, x, a, ror #\rot
+    eor     y, y, aa, ror #\rot
+    .else
+    eor     x, x, a
+    eor     y, y, aa
+    .endif
+    eor     u, ones, x
+    and     u, u, y
+    eor     ones, ones, y
+    eor     \c, u, x
+.endm
+
+/* Carry-save adder: l, h = l + p + q (h has twice the weight); clobbers u and p. */
+.macro CSA h, l, p, q
+    eor     u, \l, \p
+    and     \p, \p, \l
+    eor     \l, u, \q
+    and     u, u, \q
+    orr     \h, \p, u
+.endm
+
+/* One activation word (eight rotations): ones, twos, fours updated; the weight-8 carry goes to \e. */
+.macro AWORD e
+    ldr     a, [pa], #16
+    eor     aa, a, a, ror #4
+    PAIR    h1, 0
+    PAIR    x, 8
+    CSA     h1, twos, h1, x        /* h1: weight 4 */
+    PAIR    h2, 16
+    PAIR    x, 24
+    CSA     h2, twos, h2, x
+    CSA     \e, fours, h1, h2      /* weight 8 */
+.endm
+
+/* Add the nibble-lane popcounts of \s (weight 16) to the byte-lane accumulators; clobbers u, x, y. */
+.macro ACC16 s
+    lsr     u, \s, #1
+    and     u, u, #0x55555555
+    sub     \s, \s, u
+    and     u, \s, #0x33333333
+    lsr     \s, \s, #2
+    and     \s, \s, #0x33333333
+    add     \s, \s, u               /* nibble counts, <= 4 */
+    ldrd    x, y, [sp, #ACC_E]
+    and     u, \s, #0x0F0F0F0F
+    add     x, x, u
+    lsr     \s, \s, #4
+    and     \s, \s, #0x0F0F0F0F
+    add     y, y, \s
+    strd    x, y, [sp, #ACC_E]
+.endm
+
+/* Nibble-lane popcounts of \p with the masks in registers (h1 = 0x55.., h2 = 0x33..); clobbers u. */
+.macro NIBBLECOUNT p
+    and     u, h1, \p, lsr #1
+    sub     \p, \p, u
+    and     u, h2, \p, lsr #2
+    and     \p, \p, h2
+    add     \p, \p, u
+.endm
+
+    .global be_bdot8x4
+    .type   be_bdot8x4, %function
+    .thumb_func
+be_bdot8x4:
+    push    {r3-r11, lr}
+    sub     sp, sp, #16
+    movs    ones, #0
+    mov     twos, ones
+    mov     fours, ones
+    mov     eights, ones
+    strd    ones, ones, [sp, #ACC_E]
+    and     u, r2, #1
+    str     u, [sp, #LEFT]
+    bics    u, r2, #1                  /* words in whole blocks of two */
+    beq     2f
+    add     u, pa, u, lsl #4
+    str     u, [sp, #END]
+1:  AWORD   h3
+    AWORD   h2
+    CSA     h2, eights, h3, h2         /* weight 16 */
+    ACC16   h2
+    ldr     u, [sp, #END]
+    cmp     pa, u
+    bne     1b
+2:  ldr     u, [sp, #LEFT]
+    cmp     u, #0
+    beq     3f
+    AWORD   h3                         /* the leftover word: a half adder into eights */
+    and     h2, eights, h3
+    eor     eights, eights, h3
+    ACC16   h2
+3:  mov     h1, #0x55555555
+    mov     h2, #0x33333333
+    mov     h3, #0x0F0F0F0F
+    NIBBLECOUNT ones
+    NIBBLECOUNT twos
+    NIBBLECOUNT fours
+    NIBBLECOUNT eights
+    add     ones, ones, twos, lsl #1   /* nibble lanes: ones + 2 twos <= 12 */
+    add     fours, fours, eights, lsl #1
+    and     x, ones, h3                /* even lanes to bytes: weight 1 + 4 * (weight 4 part) */
+    and     u, fours, h3
+    add     x, x, u, lsl #2            /* channels 0, 2, 4, 6 below weight 16, <= 60 */
+    and     y, h3, ones, lsr #4
+    and     u, h3, fours, lsr #4
+    add     y, y, u, lsl #2            /* channels 1, 3, 5, 7 */
+    ldrd    a, aa, [sp, #ACC_E]
+    /* halfword lanes: count = low part + 16 * weight-16 part */
+    uxtb16  r7, x                      /* channels 0, 4 */
+    uxtb16  r8, a
+    add     r7, r7, r8, lsl #4
+    uxtb16  r9, x, ror #8              /* channels 2, 6 */
+    uxtb16  r8, a, ror #8
+    add     r9, r9, r8, lsl #4
+    uxtb16  r10, y                     /* channels 1, 5 */
+    uxtb16  r8, aa
+    add     r10, r10, r8, lsl #4
+    uxtb16  r11, y, ror #8             /* channels 3, 7 */
+    uxtb16  r8, aa, ror #8
+    add     r11, r11, r8, lsl #4
+    uxth    r2, r7                     /* c0 */
+    uxth    r3, r10                    /* c1 */
+    uxth    r4, r9                     /* c2 */
+    uxth    r5, r11                    /* c3 */
+    lsr     r6, r7, #16                /* c4 */
+    lsr     r7, r10, #16               /* c5 */
+    lsr     r8, r9, #16                /* c6 */
+    lsr     r9, r11, #16               /* c7 */
+    ldr     r0, [sp, #OUT]
+    stmia   r0, {r2-r9}
+    add     sp, sp, #16
+    pop     {r3-r11, pc}
+    .size   be_bdot8x4, .-be_bdot8x4
+#endif
