@@ -102,15 +102,18 @@ static void step_run(const chain *c, int s, const float *x, const float *o, floa
   }
 }
 
-/* The last step fused with LceQuantize: 32 results at a time packed into a word (period % 32 == 0). */
+/* The last step fused with LceQuantize: 32 results at a time packed into a word (period % 32 == 0).
+ * Column by column of words, down the rows: each column's operand stays in registers. */
 #define PACK_LOOP(V4)                                                                                     \
-  for (int j = 0; j < n; j += period, x += period, words += period / 32) {                                \
-    for (int w = 0; w < period / 32; ++w) {                                                               \
-      const be_v16 a0 = v16_load(x + 32 * w), a1 = v16_load(x + 32 * w + 16);                             \
-      const be_v16 b0 = v16_load(o + 32 * w), b1 = v16_load(o + 32 * w + 16);                             \
+  for (int w = 0; w < period / 32; ++w) {                                                                 \
+    const be_v16 b0 = v16_load(o + 32 * w), b1 = v16_load(o + 32 * w + 16);                               \
+    const float *xw = x + 32 * w;                                                                         \
+    uint32_t *out = words + w;                                                                            \
+    for (int j = 0; j < n; j += period, xw += period, out += period / 32) {                               \
+      const be_v16 a0 = v16_load(xw), a1 = v16_load(xw + 16);                                             \
       be_v16 r0, r1;                                                                                      \
       for (int q = 0; q < 4; ++q) r0.v[q] = V4(a0.v[q], b0.v[q]), r1.v[q] = V4(a1.v[q], b1.v[q]);         \
-      words[w] = be_pack32(r0, r1);                                                                       \
+      *out = be_pack32(r0, r1);                                                                           \
     }                                                                                                     \
   }
 
