@@ -7,7 +7,7 @@ One bench session per board (``bitat-mcu`` engine under ``qemu-system-arm``; ses
 results/mcu_emulated.json and the README table results/mcu_emulated.md: images, top-1, agreement of
 top-1 with the host LCE interpreter, instructions per inference (EMULATED: exact counts of executed
 instructions, not time), binary MACs per instruction of the binary convolutions, flash and SRAM
-(linker map; SRAM = arena + measured stack + other data). A bundle without ``model.blob`` (converted
+(linker map; SRAM = arena + measured stack + other data). A bundle without ``model_mcu.blob`` (converted
 before the engine existed) is compiled with ``--compile-blob``. ``--merge`` keeps the other boards of an
 existing result file for the same model blob (so boards can run in separate, concurrent invocations).
 """
@@ -88,7 +88,7 @@ def render_markdown(summary: dict) -> str:
 @click.option("--boards", default=",".join(BOARDS), show_default=True, help="Comma-separated board names.")
 @click.option("--images", type=int, default=None, help="First N eval images (default: all).")
 @click.option("--compile-blob", is_flag=True,
-              help="Compile model.blob from model.tflite into the bundle when it is missing (needs the convert extra).")
+              help="Compile model_mcu.blob from model.tflite into the bundle when it is missing (needs the convert extra).")
 @click.option("--timeout", type=float, default=7200.0, show_default=True, help="Seconds allowed per board.")
 @click.option("--out", default=str(REPO / "results" / "mcu_emulated.json"), show_default=True,
               type=click.Path(dir_okay=False), help="Result file; the table goes beside it as .md.")
@@ -98,13 +98,13 @@ def main(bundle: str, boards: str, images: int | None, compile_blob: bool, timeo
     """Run the bundle on each board and write the summary."""
     try:
         deploy = resolve_deploy_dir(bundle)
-        blob_path = BundleDir(deploy).blob
+        blob_path = BundleDir(deploy).mcu_blob
         if not blob_path.is_file():
             if not compile_blob:
                 raise BenchError(f"{blob_path} is missing; re-run the convert stage or pass --compile-blob")
             from convert.blob import compile_blob as compile_model
 
-            write_bytes(blob_path, compile_model(BundleDir(deploy).model("lce").read_bytes()).data)
+            write_bytes(blob_path, compile_model(BundleDir(deploy).model("lce").read_bytes(), memory_fusion=True).data)
             click.echo(f"compiled {blob_path}")
         loaded = load_bundle(deploy, ("lce",))
         results = {}

@@ -53,8 +53,14 @@ class BundleDir:
 
     @property
     def blob(self) -> Path:
-        """The LCE model compiled for the C engine (runtime/native), when the engine runs all its ops."""
+        """The LCE model compiled for the C engine (runtime/native) on application cores, planned for speed;
+        present when the engine runs all its ops."""
         return self.root / "model.blob"
+
+    @property
+    def mcu_blob(self) -> Path:
+        """The same model compiled for microcontrollers: memory fusion shrinks the arena (runtime/mcu)."""
+        return self.root / "model_mcu.blob"
 
     def model(self, kind: str) -> Path:
         """The flatbuffer of ``kind`` (one of ``MODEL_KINDS``)."""

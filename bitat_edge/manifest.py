@@ -76,7 +76,7 @@ class LayerSpec(schema.Schema):
 
 
 class BlobInfo(schema.Schema):
-    """The bundle's ``model.blob``: the C engine's compiled LCE model (convert/blob.py)."""
+    """A compiled LCE model of the C engine in the bundle (``model.blob``, ``model_mcu.blob``; convert/blob.py)."""
 
     format_version: int = Field(ge=1)
     arena_bytes: int = Field(ge=0)  # the one buffer the engine needs besides the blob
@@ -88,8 +88,9 @@ class DeploySection(schema.Schema):
 
     ``reference_top1`` holds, per model kind, the top-1 accuracy on the bundle's eval set (or, when
     the eval set has no labels, ``top1_is == "agreement"``: the agreement with ``reference``).
-    ``sha256`` fingerprints each flatbuffer so results can name exactly what ran; ``blob`` describes
-    the C engine's compiled model when the bundle has one.
+    ``sha256`` fingerprints each flatbuffer so results can name exactly what ran; ``blob`` and
+    ``mcu_blob`` describe the C engine's compiled models (application cores; microcontrollers) when the
+    bundle has them.
     """
 
     input_shape: list[int]  # NHWC, batch 1
@@ -99,6 +100,7 @@ class DeploySection(schema.Schema):
     reference: str = ""
     sha256: dict[ModelKind, str] = Field(default_factory=dict)
     blob: BlobInfo | None = None  # None: the LCE model has an op the C engine does not run
+    mcu_blob: BlobInfo | None = None
 
     @field_validator("input_shape")
     @classmethod

@@ -32,8 +32,9 @@ if TYPE_CHECKING:
 
 def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: dict[str, Any],
                     models: dict[mf.ModelKind, bytes], layers: list[LayerRecord],
-                    blob: CompiledBlob | None = None) -> mf.Manifest:
-    """``manifest`` with the ``deploy`` section the runtime reads (and the built layers when it lists none)."""
+                    blobs: dict[str, CompiledBlob] | None = None) -> mf.Manifest:
+    """``manifest`` with the ``deploy`` section the runtime reads (and the built layers when it lists none);
+    ``blobs``: the C engine's compiled models by DeploySection field (``blob``, ``mcu_blob``)."""
     _, c, h, w = input_nchw
     engines = parity["engines"]
     deploy = mf.DeploySection(
@@ -42,8 +43,8 @@ def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: 
                         for kind, (name, _) in ENGINES.items()},
         top1_is="accuracy" if parity["labelled"] else "agreement", reference=parity["reference"],
         sha256={kind: hashlib.sha256(flatbuffer).hexdigest() for kind, flatbuffer in models.items()},
-        blob=None if blob is None else mf.BlobInfo(format_version=blob.format_version, arena_bytes=blob.arena_bytes,
-                                                   sha256=hashlib.sha256(blob.data).hexdigest()))
+        **{field: mf.BlobInfo(format_version=blob.format_version, arena_bytes=blob.arena_bytes,
+                              sha256=hashlib.sha256(blob.data).hexdigest()) for field, blob in (blobs or {}).items()})
     specs = manifest.layers or [  # a foreign model's manifest may not list its layers
         mf.LayerSpec(name=r.name, op=r.op, precision=r.precision, reason=r.reason) for r in layers]
     return manifest.model_copy(update={"deploy": deploy, "layers": specs})
@@ -75,15 +76,16 @@ def _write_report(files: BundleDir, result: dict[str, Any]) -> None:
 
 
 def write_bundle(out: Path, manifest: mf.Manifest, models: dict[mf.ModelKind, bytes],
-                 eval_arrays: dict[str, np.ndarray], result: dict[str, Any], blob: bytes | None = None) -> Path:
+                 eval_arrays: dict[str, np.ndarray], result: dict[str, Any],
+                 blobs: dict[str, bytes] | None = None) -> Path:
     """Write the bundle into a hidden sibling of ``out``, then swap it in place of ``out`` atomically."""
     try:
         with outdir.replace(out) as new:
             files = BundleDir(new)
             for kind, flatbuffer in models.items():
                 write_bytes(files.model(kind), flatbuffer)
-            if blob is not None:
-                write_bytes(files.blob, blob)
+            for field, blob in (blobs or {}).items():  # the BundleDir path of the same name
+                write_bytes(getattr(files, field), blob)
             with atomic_open(files.eval, "wb") as handle:
                 np.savez(handle, **eval_arrays)
             _write_report(files, result)

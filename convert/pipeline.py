@@ -241,15 +241,26 @@ def verify_parity(onnx_path: Path, inputs: Inputs, flatbuffers: Flatbuffers) -> 
         "sign_zero": zeros}
 
 
-def engine_blob(lce: bytes) -> tuple[CompiledBlob | None, dict[str, Any]]:
-    """The LCE model compiled for the C engine (runtime/native), and its report entry. A model with an op
-    the engine does not run gets no blob, only the reason; the rest of the bundle is unaffected."""
-    try:
-        blob = compile_blob(lce)
-    except BlobError as exc:
-        return None, {"written": False, "reason": str(exc)}
-    return blob, {"written": True, "format_version": blob.format_version, "bytes": len(blob.data),
-                  "arena_bytes": blob.arena_bytes, "ops": [op.kind for op in blob.ops]}
+BLOBS = {"blob": False, "mcu_blob": True}
+"""The C engine's compiled models in a bundle (BundleDir / DeploySection field -> memory fusion): one planned
+for speed (application cores), one for the smallest arena (microcontrollers)."""
+
+
+def engine_blobs(lce: bytes) -> tuple[dict[str, CompiledBlob], dict[str, Any]]:
+    """The LCE model compiled for the C engine (runtime/native), each of ``BLOBS``, and the report entries. A
+    model with an op the engine does not run gets no blob, only the reason; the rest of the bundle is
+    unaffected."""
+    blobs: dict[str, CompiledBlob] = {}
+    entries: dict[str, Any] = {}
+    for name, memory_fusion in BLOBS.items():
+        try:
+            blob = blobs[name] = compile_blob(lce, memory_fusion=memory_fusion)
+        except BlobError as exc:
+            entries[name] = {"written": False, "reason": str(exc)}
+            continue
+        entries[name] = {"written": True, "format_version": blob.format_version, "bytes": len(blob.data),
+                          "arena_bytes": blob.arena_bytes, "ops": [op.kind for op in blob.ops]}
+    return blobs, entries
 
 
 def convert(request: ConvertRequest) -> ConvertResult:
@@ -265,7 +276,7 @@ def convert(request: ConvertRequest) -> ConvertResult:
         flatbuffers = convert_flatbuffers(inputs.graph, inputs.x_calib, request.target, timer)
     check_classes(inputs.manifest, int(flatbuffers.built.model.output_shape[-1]), request)
     with timer.stage("blob"):
-        blob, blob_summary = engine_blob(flatbuffers.models["lce"])
+        blobs, blob_entries = engine_blobs(flatbuffers.models["lce"])
     with timer.stage("parity"), quiet():
         parity = verify_parity(request.onnx, inputs, flatbuffers)
     timing_s = timer.summary()
@@ -276,13 +287,13 @@ def convert(request: ConvertRequest) -> ConvertResult:
             models={ENGINES[kind][0]: fb for kind, fb in flatbuffers.models.items()},
             layers=flatbuffers.built.layers, parity=parity, gate=request.gate.verdict(parity),
             calibration_images=len(inputs.x_calib), timing_s=timing_s)
-        result["engine_blob"] = blob_summary
+        result["engine_blob"], result["engine_mcu_blob"] = blob_entries["blob"], blob_entries["mcu_blob"]
         if inputs.graph.weight_grids:
             from convert.int8_qat import grid_check
 
             result["int8_grids"] = grid_check(inputs.graph, flatbuffers.models["int8"])
         manifest = deploy_manifest(inputs.manifest, inputs.graph.input_shape, parity, flatbuffers.models,
-                                   flatbuffers.built.layers, blob)
+                                   flatbuffers.built.layers, blobs)
     if not result["gate"]["passed"]:
         kept = write_rejected(request.out, result)
         raise ParityGateError(f"{request.out}: no bundle written: the parity gate failed "
@@ -290,6 +301,6 @@ def convert(request: ConvertRequest) -> ConvertResult:
     with timer.stage("write"):
         eval_arrays = {"x": nchw_to_nhwc(inputs.x_eval)} | ({} if inputs.labels is None else {"y": inputs.labels})
         write_bundle(request.out, manifest, flatbuffers.models, eval_arrays, result,
-                     None if blob is None else blob.data)
+                     {name: blob.data for name, blob in blobs.items()})
         discard_rejected(request.out)
     return ConvertResult(result, timer.summary(), request.out)

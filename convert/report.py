@@ -185,11 +185,13 @@ def render_markdown(report: dict[str, Any]) -> str:
             lines += [f"| {d['index']} | {d[ref_key]} | {d['pred']} | {d[ref_margin]:.4g} | {d['margin']:.4g} |"
                       for d in e["listed"]]
     lines += _sign_zero_lines(par.get("sign_zero", []))
-    blob = report.get("engine_blob")
-    if blob is not None:
-        lines += ["", "## C engine blob", ""]
-        lines.append(f"`model.blob`: {blob['bytes']} bytes, arena {blob['arena_bytes']} bytes, {len(blob['ops'])} ops "
-                     f"(format {blob['format_version']})" if blob["written"] else f"not written: {blob['reason']}")
+    blobs = [(name, report[key]) for key, name in (("engine_blob", "model.blob"), ("engine_mcu_blob", "model_mcu.blob"))
+             if key in report]
+    if blobs:
+        lines += ["", "## C engine blobs", ""]
+    for name, blob in blobs:
+        lines.append(f"- `{name}`: {blob['bytes']} bytes, arena {blob['arena_bytes']} bytes, {len(blob['ops'])} ops "
+                     f"(format {blob['format_version']})" if blob["written"] else f"- `{name}`: not written: {blob['reason']}")
     lines += ["", "## Ops per model", ""]
     for model, hist in report["ops"].items():
         lines.append(f"- {model}: " + ", ".join(f"{k} {v}" for k, v in hist.items()))

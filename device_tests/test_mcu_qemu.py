@@ -120,18 +120,10 @@ def reactnet_blobs():
 
     pytest.importorskip("tensorflow")
 
-    import convert.blob_fuse as blob_fuse
     from convert.blob import compile_blob
 
     flatbuffer = reactnet_like()
-    fused = compile_blob(flatbuffer).data
-    real_fuse = blob_fuse.fuse
-    blob_fuse.fuse = lambda c: None
-    try:
-        unfused = compile_blob(flatbuffer).data
-    finally:
-        blob_fuse.fuse = real_fuse
-    return flatbuffer, fused, unfused
+    return flatbuffer, compile_blob(flatbuffer, memory_fusion=True).data, compile_blob(flatbuffer).data
 
 
 def test_model_on_netduinoplus2_agrees_with_host_lce(reactnet_blobs, tmp_path):
@@ -171,7 +163,7 @@ def test_export_builds_and_runs_on_qemu(reactnet_blobs, tmp_path):
     deploy = tmp_path / "run" / "deploy"
     deploy.mkdir(parents=True)
     BundleDir(deploy).model("lce").write_bytes(flatbuffer)
-    BundleDir(deploy).blob.write_bytes(fused)
+    BundleDir(deploy).mcu_blob.write_bytes(fused)
     np.savez(BundleDir(deploy).eval, x=images(2), y=np.array([1, 2]))
     Manifest(model_name="reactnet_like_w1a1", input=InputSpec(shape=[1, *SHAPE], layout="NHWC"),
              classes=[f"c{i}" for i in range(CLASSES)],
@@ -195,8 +187,8 @@ DEFAULT_BUNDLE = REPO / "runs" / "fmnist_bitat" / "deploy"
 def test_default_model_500_images_on_stm32f405(tmp_path):
     """The default bundle (`make train && make convert`) on the emulated STM32F405: fits 1 MiB flash and
     192 KiB SRAM, and agrees with the host LCE interpreter on the first 500 eval images."""
-    if not BundleDir(DEFAULT_BUNDLE).blob.is_file():
-        pytest.skip(f"no default bundle with model.blob at {DEFAULT_BUNDLE} (make train && make convert)")
+    if not BundleDir(DEFAULT_BUNDLE).mcu_blob.is_file():
+        pytest.skip(f"no default bundle with model_mcu.blob at {DEFAULT_BUNDLE} (make train && make convert)")
     _counting()
     done = subprocess.run([sys.executable, str(REPO / "runtime" / "bench.py"), "--device", "netduinoplus2",
                            "--bundle", str(DEFAULT_BUNDLE), "--eval-samples", "500", "--out", str(tmp_path)],

@@ -113,7 +113,7 @@ def _board_checks(device: Device, machine: str, workdir: Path, bundle_path: str 
         checks.append(Check("instruction counting", "fail", f"the QEMU counting plugin is not available ({exc})"))
     if bundle_path:
         bundle = load_bundle(bundle_path, kinds=("lce",))
-        blob_path = BundleDir(bundle.root).blob
+        blob_path = BundleDir(bundle.root).mcu_blob
         if not blob_path.is_file():
             return checks + [Check("engine blob", "fail", f"{blob_path} is missing; re-run the convert stage"),
                              _coverage(bundle_path)]

@@ -1,6 +1,6 @@
 """``bitat-mcu``: the engine as firmware on an emulated Cortex-M board (runtime/mcu).
 
-Builds the evaluation firmware of the bundle's ``model.blob`` for the device's board, runs the eval
+Builds the evaluation firmware of the bundle's ``model_mcu.blob`` for the device's board, runs the eval
 images through it under ``qemu-system-arm``, and reports top-1, agreement with the host LCE
 interpreter on the same images, EMULATED instructions per inference (per op too; exact counts, not
 time) and the flash/SRAM footprint from the linker map plus the measured stack.
@@ -68,7 +68,7 @@ class McuEngine(Engine):
         if model.kind != "lce":
             raise BenchError(f"engine {self.name} runs the LCE model's engine blob, not the {model.kind} model; "
                              "pass --model lce")
-        blob_path = BundleDir(bundle.root).blob
+        blob_path = BundleDir(bundle.root).mcu_blob
         if not blob_path.is_file():
             raise BenchError(f"bundle {bundle.root}: {blob_path.name} (the engine's compiled model) is missing; "
                              "re-run the convert stage")

@@ -33,7 +33,7 @@ def boards() -> None:
 
 @cli.command()
 @click.option("--bundle", default=DEFAULT_BUNDLE, show_default=True,
-              help="A deploy directory, or a run directory that contains deploy/ (needs model.blob).")
+              help="A deploy directory, or a run directory that contains deploy/ (needs model_mcu.blob).")
 @click.option("--board", required=True, help="Target board; `bitat-edge mcu boards` lists them.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Directory to write the project to.")
 @click.option("--force", is_flag=True, help="Replace --out if it exists and is not empty.")

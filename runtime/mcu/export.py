@@ -148,7 +148,7 @@ example (reset handler, vector table, semihosting output): drop them.
 
 def export(bundle: Bundle, board: Board, out: Path, force: bool = False) -> Export:
     """Write the MCU project of ``bundle`` for ``board`` to ``out`` (see the module docstring)."""
-    blob_path = BundleDir(bundle.root).blob
+    blob_path = BundleDir(bundle.root).mcu_blob
     if not blob_path.is_file():
         raise BenchError(f"bundle {bundle.root}: {blob_path.name} (the engine's compiled model) is missing; "
                          "re-run the convert stage")

@@ -43,10 +43,10 @@ class ModelConfig:
 def model_config(blob: bytes, input_shape: list[int], classes: int) -> ModelConfig:
     """Read the arena size from the blob's header (see runtime/native/src/blob_format.h)."""
     if len(blob) < _HEADER.size:
-        raise BenchError(f"model.blob is {len(blob)} bytes, too short for a blob header")
+        raise BenchError(f"the engine blob is {len(blob)} bytes, too short for a blob header")
     magic, _, total, _, arena = _HEADER.unpack_from(blob)
     if magic != _MAGIC or total != len(blob):
-        raise BenchError("model.blob is not an engine blob (bad magic or length); recompile it with `bitat-edge convert`")
+        raise BenchError("the engine blob is not one (bad magic or length); recompile it with `bitat-edge convert`")
     return ModelConfig(arena_bytes=arena + 15, input_floats=math.prod(input_shape), classes=classes,
                        blob_bytes=len(blob), blob_sha256=hashlib.sha256(blob).hexdigest())
 

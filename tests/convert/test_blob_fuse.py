@@ -22,18 +22,10 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def blobs():
     pytest.importorskip("tensorflow")
-    import convert.blob_fuse as blob_fuse
     from convert.blob import compile_blob
 
     flatbuffer = reactnet_like()
-    fused = compile_blob(flatbuffer)
-    real = blob_fuse.fuse
-    blob_fuse.fuse = lambda c: None
-    try:
-        unfused = compile_blob(flatbuffer)
-    finally:
-        blob_fuse.fuse = real
-    return fused, unfused
+    return compile_blob(flatbuffer, memory_fusion=True), compile_blob(flatbuffer)
 
 
 def test_fusion_absorbs_the_chains_binarizers_pads_and_pools(blobs):

@@ -96,12 +96,15 @@ def test_foreign_binary_net_converts_with_parity(foreign):
 def test_bundle_layout_matches_the_runtime_contract(foreign):
     root, out, report = foreign
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["model.tflite", "model_fp32.tflite", "model_int8.tflite", "model.blob", "eval.npz", "report.json",
+        ["model.tflite", "model_fp32.tflite", "model_int8.tflite", "model.blob", "model_mcu.blob", "eval.npz", "report.json",
          "report.md", "manifest.json"])
     bundle = load_manifest(out / "manifest.json")
     blob = (out / "model.blob").read_bytes()  # the C engine's model (tests/runtime/test_native_engine.py runs it)
     assert bundle.deploy.blob.sha256 == hashlib.sha256(blob).hexdigest() and report["engine_blob"]["written"]
     assert bundle.deploy.blob.arena_bytes == report["engine_blob"]["arena_bytes"] > 0
+    mcu_blob = (out / "model_mcu.blob").read_bytes()  # memory-fused for microcontrollers: never a larger arena
+    assert bundle.deploy.mcu_blob.sha256 == hashlib.sha256(mcu_blob).hexdigest() and report["engine_mcu_blob"]["written"]
+    assert bundle.deploy.mcu_blob.arena_bytes <= bundle.deploy.blob.arena_bytes
     assert bundle.deploy.input_shape == [1, 12, 12, 3] and bundle.deploy.input_layout == "NHWC"
     assert set(bundle.deploy.reference_top1) == {"lce", "fp32", "int8"}
     with np.load(out / "eval.npz") as data, np.load(root / "eval.npz") as src:

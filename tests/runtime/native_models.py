@@ -173,8 +173,8 @@ def int8_io() -> EngineCase:
 def float_ops() -> EngineCase:
     """Float builtins: dilated conv + RELU6, depthwise with multiplier 2, binarized input to a float
     depthwise (LceDequantize), MAXIMUM / SUB / MINIMUM / DIV of tensors, LOGISTIC, global max pool
-    (REDUCE_MAX), transpose + reshape, zero and +1 pads (PAD, PADV2), max pool, PRELU, HARD_SWISH,
-    RELU, global average pool (MEAN), dense, softmax. The converter's own Keras layers keep the
+    (REDUCE_MAX), 3x3 and 2x2 (16 channels) average pools, transpose + reshape, zero and +1 pads
+    (PAD, PADV2), max pool, PRELU, HARD_SWISH, RELU, global average pool (MEAN), dense, softmax. The converter's own Keras layers keep the
     graph saveable (the fast conversion path)."""
     tf, lq = _keras()
     from convert.keras_layers import Elementwise, HardSwish, Pad2D
@@ -196,7 +196,9 @@ def float_ops() -> EngineCase:
     e = HardSwish()(tf.keras.layers.PReLU(shared_axes=[1, 2])(e))
     e = Pad2D((1, 0, 0, 1), 1.0)(e)
     averaged = tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.ReLU()(e))
-    head = tf.keras.layers.Dense(10)(tf.keras.layers.Concatenate()([pooled, flat, averaged]))
+    quads = tf.keras.layers.GlobalMaxPooling2D()(tf.keras.layers.AveragePooling2D(2)(  # the 2x2 fast path
+        tf.keras.layers.Conv2D(16, 1)(inp)))
+    head = tf.keras.layers.Dense(10)(tf.keras.layers.Concatenate()([pooled, flat, averaged, quads]))
     model = tf.keras.Model(inp, tf.keras.layers.Softmax()(head))
     _randomize(model, 5)
     return EngineCase(_convert(model), (1, 9, 9, 6), exact=False)

@@ -67,7 +67,7 @@ def test_model_config_reads_the_blob_header():
     header = struct.pack("<5I", 0x4C425442, 1, 64, 0, 5000) + bytes(44)
     config = project.model_config(header, [1, 28, 28, 1], 10)
     assert (config.arena_bytes, config.input_floats, config.blob_bytes) == (5015, 784, 64)  # arena + 15 bytes of alignment
-    with pytest.raises(BenchError, match="not an engine blob"):
+    with pytest.raises(BenchError, match="is not one"):
         project.model_config(b"TFL3" + bytes(60), [1, 28, 28, 1], 10)
 
 
@@ -93,8 +93,8 @@ def test_cli_lists_boards_and_refuses_bad_exports(built_bundle, tmp_path: Path):
     bundle = built_bundle[0]
     unknown = runner.invoke(cli, ["export", "--bundle", str(bundle), "--board", "esp32", "--out", str(tmp_path / "p")])
     assert unknown.exit_code != 0 and "unknown MCU board 'esp32'" in unknown.output
-    assert not BundleDir(bundle).blob.exists()
+    assert not BundleDir(bundle).mcu_blob.exists()
     missing = runner.invoke(cli, ["export", "--bundle", str(bundle), "--board", "netduinoplus2",
                                   "--out", str(tmp_path / "p")])
-    assert missing.exit_code != 0 and "model.blob" in missing.output and "Traceback" not in missing.output
+    assert missing.exit_code != 0 and "model_mcu.blob" in missing.output and "Traceback" not in missing.output
     assert not (tmp_path / "p").exists()

@@ -102,15 +102,18 @@ static void step_run(const chain *c, int s, const float *x, const float *o, floa
   }
 }
 
-/* The last step fused with LceQuantize: 32 results at a time packed into a word (period % 32 == 0). */
+/* The last step fused with LceQuantize: 32 results at a time packed into a word (period % 32 == 0).
+ * Column by column of words, down the rows: each column's operand stays in registers. */
 #define PACK_LOOP(V4)                                                                                     \
-  for (int j = 0; j < n; j += period, x += period, words += period / 32) {                                \
-    for (int w = 0; w < period / 32; ++w) {                                                               \
-      const be_v16 a0 = v16_load(x + 32 * w), a1 = v16_load(x + 32 * w + 16);                             \
-      const be_v16 b0 = v16_load(o + 32 * w), b1 = v16_load(o + 32 * w + 16);                             \
+  for (int w = 0; w < period / 32; ++w) {                                                                 \
+    const be_v16 b0 = v16_load(o + 32 * w), b1 = v16_load(o + 32 * w + 16);                               \
+    const float *xw = x + 32 * w;                                                                         \
+    uint32_t *out = words + w;                                                                            \
+    for (int j = 0; j < n; j += period, xw += period, out += period / 32) {                               \
+      const be_v16 a0 = v16_load(xw), a1 = v16_load(xw + 16);                                             \
       be_v16 r0, r1;                                                                                      \
       for (int q = 0; q < 4; ++q) r0.v[q] = V4(a0.v[q], b0.v[q]), r1.v[q] = V4(a1.v[q], b1.v[q]);         \
-      words[w] = be_pack32(r0, r1);                                                                       \
+      *out = be_pack32(r0, r1);                                                                           \
     }                                                                                                     \
   }
 
@@ -157,36 +160,43 @@ static int is_rprelu(const chain *c, int s) {
          !c->full[s] && !c->full[s + 1] && !c->full[s + 2];
 }
 
-enum { BLOCK = 256 }; /* floats per pass: a multiple of 32 that stays in L1 */
+enum {
+  BLOCK = 256,   /* floats per pass through the stack buffer: a multiple of 32 that stays in L1 */
+  SPAN = 4096    /* floats per pass with no buffer (16 KiB, in L1): a multiple of 32 */
+};
 
-/* The steps run one after the other over blocks of whole rows (or, for rows longer than BLOCK, parts
- * of a row) in a stack buffer, the operator chosen once per block and step; the last step writes the
- * output, or packs its results into it. */
+/* The steps run one after the other over blocks of whole rows (or, for rows longer than the block,
+ * parts of a row), the operator chosen once per block and step; the last step writes the output, or
+ * packs its results into it. Intermediate results go to the output itself when it is float (each
+ * block rewrites only its own part of it, like the last step), else to a stack buffer of BLOCK floats;
+ * a chain with no intermediate needs neither. Long blocks keep the per-block work negligible. */
 static void chain_run(const be_op *op) {
   const be_view x = be_input(op, 0), y = be_output(op);
   const chain ch = chain_of(op);
   const float *in = (const float *)x.data;
   const int packed = y.dtype == BE_INT32; /* channels % 32 == 0: each 32 channels -> one word */
-  const int channels = ch.channels, rows_per_block = channels < BLOCK ? BLOCK / channels : 1;
-  const int part = channels < BLOCK ? channels : BLOCK; /* of a row per block */
+  const int block = packed && ch.count > 1 ? BLOCK : SPAN;
+  const int channels = ch.channels, rows_per_block = channels < block ? block / channels : 1;
+  const int part = channels < block ? channels : block; /* of a row per block */
   float buffer[BLOCK];
   for (size_t i = 0; i < x.count;) { /* i: the block's first element */
     const int c0 = (int)(i % (size_t)channels);
     const size_t left = x.count - i;
-    const int n = channels < BLOCK ? (int)(left < (size_t)(rows_per_block * channels) ? left : (size_t)(rows_per_block * channels))
+    const int n = channels < block ? (int)(left < (size_t)(rows_per_block * channels) ? left : (size_t)(rows_per_block * channels))
                                    : (channels - c0 < part ? channels - c0 : part);
     const float *src = in + i;
+    float *scratch = packed ? buffer : (float *)y.data + i;
     for (int s = 0; s < ch.count; ++s) {
       const float *operand = ch.full[s] ? ch.operand[s] + i : ch.operand[s] + c0;
-      const int period = ch.full[s] || channels >= BLOCK ? n : channels;
+      const int period = ch.full[s] || channels >= block ? n : channels;
       if (is_rprelu(&ch, s) && (s + 2 < ch.count - 1 || !packed)) {
-        float *dst = s + 2 < ch.count - 1 ? buffer : (float *)y.data + i;
+        float *dst = s + 2 < ch.count - 1 ? scratch : (float *)y.data + i;
         rprelu_run(ch.unit[s + 1], src, operand, ch.operand[s + 1] + c0, ch.operand[s + 2] + c0, dst, n, period);
         src = dst;
         s += 2;
       } else if (s < ch.count - 1) {
-        step_run(&ch, s, src, operand, buffer, n, period);
-        src = buffer;
+        step_run(&ch, s, src, operand, scratch, n, period);
+        src = scratch;
       } else if (packed) {
         step_pack(&ch, s, src, operand, (uint32_t *)y.data + i / 32, n, period);
       } else {

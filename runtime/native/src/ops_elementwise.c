@@ -59,10 +59,33 @@ static int make_broadcast(const be_view *a, const be_view *b, broadcast *g) {
     }                                                                                                           \
   } while (0)
 
+/* A full operand `full` against a row `row` of `len` floats (a multiple of 16) repeated along it: 16
+ * columns at a time down the rows, that part of the row held in registers; the same operation on the
+ * same elements as BINARY_ROW. ROW_FIRST: the row is the left operand. */
+#define BINARY_COLUMNS(VEXPR, full, row, yr, len, n, ROW_FIRST)                                                 \
+  for (size_t c = 0; c < (len); c += 16) {                                                                      \
+    const be_v16 rv = v16_load(row + c);                                                                        \
+    const float *f = (full) + c;                                                                                \
+    float *o = (yr) + c;                                                                                        \
+    for (size_t i = 0; i < (n); i += (len), f += (len), o += (len)) {                                           \
+      const be_v16 fv = v16_load(f);                                                                            \
+      be_v16 rs;                                                                                                \
+      for (int q = 0; q < 4; ++q) {                                                                             \
+        const be_v4 x = ROW_FIRST ? rv.v[q] : fv.v[q], z = ROW_FIRST ? fv.v[q] : rv.v[q];                       \
+        rs.v[q] = (VEXPR);                                                                                      \
+      }                                                                                                         \
+      v16_store(o, rs);                                                                                         \
+    }                                                                                                           \
+  }
+
 #define BINARY_FUNCTION(name, VEXPR, SEXPR)                                                                     \
   static void name(const float *a, size_t pa, const float *b, size_t pb, float *y, size_t n, float lo, float hi) { \
     const be_v4 adup = v4_dup(a[0]), bdup = v4_dup(b[0]);                                                      \
-    if (pa == n && pb == n) {                                                                                  \
+    if (pa == n && pb < n && pb % 16 == 0) {                                                                   \
+      BINARY_COLUMNS(VEXPR, a, b, y, pb, n, 0);                                                                \
+    } else if (pb == n && pa < n && pa % 16 == 0) {                                                            \
+      BINARY_COLUMNS(VEXPR, b, a, y, pa, n, 1);                                                                \
+    } else if (pa == n && pb == n) {                                                                           \
       BINARY_ROW(VEXPR, SEXPR, a, b, y, n, adup, bdup, 0, 0);                                                  \
     } else if (pa == 1 || pb == 1) {                                                                           \
       if (pa == 1) {                                                                                           \

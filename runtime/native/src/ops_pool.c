@@ -19,12 +19,39 @@ static be_status pool_check(const be_op *op) {
   return be_pool_window_check(op, (const be_params_pool *)op->params, &x, &y);
 }
 
+/* AVERAGE_POOL_2D 2x2, stride 2, every window inside the input, channels in 16s, no clamp (the common
+ * downsampling): pool_run's sums in the same order, without its per-pixel window bookkeeping. */
+static int average_2x2(const be_params_pool *p, const be_view *x, const be_view *y) {
+  const int w = x->dims[2], channels = x->dims[3];
+  if (p->filter_h != 2 || p->filter_w != 2 || p->stride_h != 2 || p->stride_w != 2 || p->pad_top != 0 ||
+      p->pad_left != 0 || channels % 16 != 0 || 2 * y->dims[1] > x->dims[1] || 2 * y->dims[2] > w) {
+    return 0;
+  }
+  const be_v4 four = v4_dup(4.0f);
+  const size_t row = (size_t)w * (size_t)channels;
+  float *out = (float *)y->data;
+  for (int oy = 0; oy < y->dims[1]; ++oy) {
+    const float *c0 = (const float *)x->data + (size_t)(2 * oy) * row;
+    for (int ox = 0; ox < y->dims[2]; ++ox, c0 += 2 * channels) {
+      const float *c1 = c0 + channels, *c2 = c0 + row, *c3 = c2 + channels;
+      for (int c = 0; c < channels; c += 16, out += 16) {
+        const be_v16 v0 = v16_load(c0 + c), v1 = v16_load(c1 + c), v2 = v16_load(c2 + c), v3 = v16_load(c3 + c);
+        be_v16 r;
+        for (int q = 0; q < 4; ++q) r.v[q] = v4_div(v4_add(v4_add(v4_add(v0.v[q], v1.v[q]), v2.v[q]), v3.v[q]), four);
+        v16_store(out, r);
+      }
+    }
+  }
+  return 1;
+}
+
 static void pool_run(const be_op *op) {
   const be_params_pool *p = (const be_params_pool *)op->params;
   const be_view x = be_input(op, 0), y = be_output(op);
   const int h = x.dims[1], w = x.dims[2], channels = x.dims[3];
   const int average = op->record->kind == BE_KIND_AVERAGE_POOL_2D;
   const int clamp = !(p->act_min == -INFINITY && p->act_max == INFINITY);
+  if (average && !clamp && average_2x2(p, &x, &y)) return;
   const be_v4 lo = v4_dup(p->act_min), hi = v4_dup(p->act_max);
   const float *in = (const float *)x.data;
   float *out = (float *)y.data;
