@@ -64,10 +64,14 @@ def _lce_runner(model: bytes, threads: int):
         raise RuntimeError("larq-compute-engine is not installed (pip install larq-compute-engine==0.16.0)")
     libdir = Path(spec.origin).parent / "tflite" / "python"
     candidates = sorted(libdir.glob("interpreter_wrapper_lite*.so"))
-    if candidates:
-        ext = importlib.util.spec_from_file_location("interpreter_wrapper_lite", candidates[0])
+    name = "larq_compute_engine.tflite.python.interpreter_wrapper_lite"
+    wrapper = sys.modules.get(name)  # one instance per process: its pybind types register only once
+    if wrapper is None and candidates:
+        ext = importlib.util.spec_from_file_location(name, candidates[0])
         wrapper = importlib.util.module_from_spec(ext)
         ext.loader.exec_module(wrapper)
+        sys.modules[name] = wrapper
+    if wrapper is not None:
         interpreter = wrapper.LiteInterpreter(model, threads, False, False, False)
     else:
         interpreter = importlib.import_module("larq_compute_engine").testing.Interpreter(model, threads).interpreter

@@ -112,3 +112,22 @@ def test_remote_measure_marks_each_invoke_and_reports_predictions(built_bundle, 
     expected = [int(np.argmax(runner(info["x"][i : i + 1]))) for i in range(len(info["x"]))]
     assert result["predictions"] == expected
     assert result["accuracy"]["correct"] == sum(p == y for p, y in zip(expected, info["y"], strict=True))
+
+
+def test_lce_runner_and_lce_interpreter_share_one_extension_module(built_bundle):
+    """remote_measure loads LCE's extension without TensorFlow; the converter's LCE interpreter loads it by
+    its package name. In one process (bench after convert, or the reverse) both must work: pybind registers
+    the extension's types once."""
+    deploy, _ = built_bundle
+    code = (
+        "import sys; from runtime import remote_measure; import larq_compute_engine as lce\n"
+        f"model = open({str(deploy / 'model.tflite')!r}, 'rb').read()\n"
+        "first = sys.argv[1] == 'runner-first'\n"
+        "if first: remote_measure._lce_runner(model, 1)\n"
+        "lce.testing.Interpreter(model, 1)\n"
+        "if not first: remote_measure._lce_runner(model, 1)\n"
+        "print('both ran')\n")
+    for order in ("runner-first", "interpreter-first"):
+        done = subprocess.run([sys.executable, "-c", code, order], capture_output=True, text=True, timeout=300,
+                              cwd=Path(__file__).resolve().parents[2])
+        assert done.returncode == 0 and "both ran" in done.stdout, (order, done.stderr[-2000:])
