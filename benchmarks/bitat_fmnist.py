@@ -19,8 +19,6 @@ them relative to the repository root).
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import json
 import os
 import statistics
@@ -34,6 +32,9 @@ import yaml
 from bitat_edge.atomic import write_text
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.tables import csv_text, mean_sd  # noqa: E402
+
 FIELDS = ["method", "seed", "epochs", "top1", "val_top1", "test_images", "wall_seconds", "train_seconds", "device",
           "status", "run_dir"]
 # name -> (config key, overrides beyond the shared ones)
@@ -136,19 +137,6 @@ def run_one(variant: str, seed: int, args: argparse.Namespace, teacher: Path) ->
     return row
 
 
-def to_csv(rows: list[dict[str, object]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k, "") for k in FIELDS})
-    return buf.getvalue()
-
-
-def _mean_sd(values: list[float]) -> str:
-    return f"{statistics.mean(values):.2f}" + (f" +/- {statistics.stdev(values):.2f}" if len(values) > 1 else "")
-
-
 def to_markdown(rows: list[dict[str, object]]) -> str:
     """Per variant: mean +/- sd over seeds of test top-1, the gaps to float and to the best STE recipe."""
     ok = [r for r in rows if r["status"] == "ok"]
@@ -170,8 +158,8 @@ def to_markdown(rows: list[dict[str, object]]) -> str:
             continue
         gap = {ref: f"{means[variant] - means[ref]:+.2f}" if ref in means else "n/a" for ref in ("float", "ste_best")}
         lines.append(
-            f"| {variant} | {DESCRIPTIONS[variant]} | {_mean_sd(top1[variant])} | {gap['float']} | {gap['ste_best']} | "
-            f"{_mean_sd([float(r['val_top1']) for r in runs])} | "
+            f"| {variant} | {DESCRIPTIONS[variant]} | {mean_sd(top1[variant])} | {gap['float']} | {gap['ste_best']} | "
+            f"{mean_sd([float(r['val_top1']) for r in runs])} | "
             f"{statistics.mean(float(r['wall_seconds']) for r in runs):.0f} | "
             f"{','.join(str(r['seed']) for r in runs)} | {runs[0]['epochs']} |"
         )
@@ -194,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def record(row: dict[str, object]) -> None:
         rows.append(row)
-        write_text(args.results / "bitat_fmnist.csv", to_csv(rows))
+        write_text(args.results / "bitat_fmnist.csv", csv_text(rows, FIELDS))
         write_text(args.results / "bitat_fmnist.md", to_markdown(rows))
 
     teacher_seed = args.float_seed if args.float_seed is not None else args.seeds[0]

@@ -18,10 +18,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import io
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -34,6 +32,8 @@ import yaml
 from bitat_edge.atomic import write_text
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+from benchmarks.tables import csv_text, mean_sd  # noqa: E402
 
 
 @dataclass(frozen=True)
@@ -236,22 +236,6 @@ def baseline_rows(args: argparse.Namespace) -> list[dict[str, object]]:
              "run_dir": r["run_dir"], "precision": "float" if r["method"] == "float" else "w1a1"} for r in rows]
 
 
-def to_csv(rows: list[dict[str, object]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=FIELDS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: row.get(k, "") for k in FIELDS})
-    return buf.getvalue()
-
-
-def _mean_sd(values: list[float]) -> str:
-    if not values:
-        return "n/a"
-    mean = statistics.mean(values)
-    return f"{mean:.2f} +/- {statistics.stdev(values):.2f}" if len(values) > 1 else f"{mean:.2f}"
-
-
 def _human(n: float) -> str:
     for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= size:
@@ -292,12 +276,12 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         if not runs:
             continue
         first = runs[0]
-        torch_top1 = _mean_sd([float(r["torch_top1"]) for r in runs])
+        torch_top1 = mean_sd([float(r["torch_top1"]) for r in runs])
         if method in BASELINES:
             lines.append(f"| {method} | {first['precision']} | {_budget(first)} | (PyTorch only) | {torch_top1} | | | | | | | | "
                          f"{','.join(str(r['seed']) for r in runs)} |")
             continue
-        deployed = _mean_sd([float(r["deployed_top1"]) for r in runs])
+        deployed = mean_sd([float(r["deployed_top1"]) for r in runs])
         agreement = f"{min(float(r['agreement']) for r in runs):.2f}"
         if VARIANTS[method].deploy == "lce":
             layers = f"{first['binary_layers']} LceBconv2d of {first['binary_intent']}"
@@ -324,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
             failed += sum(code != 0 for code in pool.map(lambda job: build_one(*job, args), jobs))
     if args.stage in ("table", "all"):
         rows = baseline_rows(args) + [method_row(v, s, args) for v in args.only for s in args.seeds]
-        write_text(args.results / "methods_fmnist.csv", to_csv(rows))
+        write_text(args.results / "methods_fmnist.csv", csv_text(rows, FIELDS))
         write_text(args.results / "methods_fmnist.md", to_markdown(rows, args))
         print(to_markdown(rows, args))
     return 1 if failed else 0
