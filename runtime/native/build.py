@@ -60,11 +60,13 @@ def _host_flags() -> tuple[str, ...]:
     return tuple(f"-m{feature}" for feature in ("popcnt", "fma") if feature in cpu)
 
 
+_HOST_FLAGS = _host_flags()
+
 TARGETS: dict[str, Target] = {
-    "host": Target("host", "gcc", _host_flags(), "gcc"),
-    "host-asan": Target("host-asan", "gcc", (*_host_flags(), "-g", "-fsanitize=address,undefined",
+    "host": Target("host", "gcc", _HOST_FLAGS, "gcc"),
+    "host-asan": Target("host-asan", "gcc", (*_HOST_FLAGS, "-g", "-fsanitize=address,undefined",
                                              "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"), "gcc"),
-    "host-reference": Target("host-reference", "gcc", (*_host_flags(), "-DBE_BCONV_REFERENCE"), "gcc"),
+    "host-reference": Target("host-reference", "gcc", (*_HOST_FLAGS, "-DBE_BCONV_REFERENCE"), "gcc"),
     "aarch64": Target("aarch64", "aarch64-linux-gnu-gcc", ("-static", "-march=armv8-a", "-mtune=cortex-a72"),
                       "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"),
     "armv7": Target("armv7", "arm-linux-gnueabihf-gcc", ("-static", "-march=armv7-a", "-mfpu=neon-vfpv4",
