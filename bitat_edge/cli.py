@@ -50,3 +50,7 @@ class StageGroup(click.Group):
 @click.version_option(__version__, prog_name="bitat-edge")
 def main() -> None:
     """Entry point of the console script."""
+
+
+if __name__ == "__main__":
+    main()

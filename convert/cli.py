@@ -125,3 +125,7 @@ def ops_cmd(markdown: bool) -> None:
     width = max(len(op) for op in SUPPORTED_OPS)
     for op, how in SUPPORTED_OPS.items():
         click.echo(f"{op:<{width}}  {how}")
+
+
+if __name__ == "__main__":
+    cli()

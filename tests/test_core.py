@@ -6,6 +6,8 @@ import copy
 import errno
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -227,3 +229,10 @@ def test_atomic_write_gives_ordinary_permissions(tmp_path):
     finally:
         os.umask(old)
     assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize("module", ["bitat_edge.cli", "train.cli", "convert.cli", "runtime.mcu.cli"])
+def test_every_cli_module_runs_with_python_dash_m(module):
+    result = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(f"Usage: python -m {module} ")

@@ -55,6 +55,10 @@ def _reuse_finished(run: RunDir, cfg: TrainConfig) -> bool:
         top1 = None
     shown = f" (test top-1 {100 * top1:.2f}%)" if isinstance(top1, (int, float)) else ""
     click.echo(f"reusing the finished run in {run.root}{shown}")
+    if cfg.run.export and not run.manifest.is_file():  # cut off during the export, which writes the manifest last
+        from train.export import export_run
+
+        click.echo(f"its export was not finished; exported {export_run(run.root)}")
     return True
 
 

@@ -59,3 +59,7 @@ def export(bundle: str, board: str, out: str, force: bool) -> None:
                                                        f"SRAM {fp.arena + fp.data_bss:,} of {target.ram.size:,} bytes "
                                                        "(+ stack)" if fp else "; not built (no arm-none-eabi-gcc)"))
     click.echo(f"next: make -C {done.root} run   (the demo on QEMU's {target.qemu_machine} board)")
+
+
+if __name__ == "__main__":
+    cli()

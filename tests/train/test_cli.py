@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -46,6 +47,20 @@ def test_reuse_keeps_a_finished_run_with_the_same_config(finished):
     assert result.exit_code == 0, result.output
     assert f"reusing the finished run in {finished} (test top-1" in result.output
     assert (finished / "checkpoints" / "last.pt").stat().st_mtime_ns == before
+
+
+def test_reuse_finishes_an_export_that_was_cut_off(finished, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(finished, out)
+    config = out / "config.yaml"  # a run configured to export, killed during the export (the manifest goes last)
+    config.write_text(config.read_text().replace("export: false", "export: true"))
+    assert not (out / "manifest.json").exists()
+    before = (out / "checkpoints" / "last.pt").stat().st_mtime_ns
+    result = invoke("run", "--config", SMOKE, "--out", str(out), "--reuse", "--set", "run.export=true")
+    assert result.exit_code == 0, result.output
+    assert "its export was not finished; exported" in result.output
+    assert (out / "manifest.json").is_file() and (out / "model.onnx").is_file()
+    assert (out / "checkpoints" / "last.pt").stat().st_mtime_ns == before
 
 
 def test_reuse_of_a_finished_run_with_another_config_is_an_error(finished):
