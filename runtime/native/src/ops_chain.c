@@ -117,10 +117,25 @@ static void step_run(const chain *c, int s, const float *x, const float *o, floa
     }                                                                                                     \
   }
 
+#if defined(__aarch64__)
+/* SUB fused with LceQuantize: the bits of x < o (pack.h be_pack16_less), no subtraction. */
+#define PACK_LESS_LOOP                                                                                    \
+  for (int w = 0; w < period / 32; ++w) {                                                                 \
+    const be_v16 b0 = v16_load(o + 32 * w), b1 = v16_load(o + 32 * w + 16);                               \
+    const float *xw = x + 32 * w;                                                                         \
+    uint32_t *out = words + w;                                                                            \
+    for (int j = 0; j < n; j += period, xw += period, out += period / 32) {                               \
+      *out = be_pack_bytes32(be_pack16_less(v16_load(xw), b0), be_pack16_less(v16_load(xw + 16), b1));    \
+    }                                                                                                     \
+  }
+#else
+#define PACK_LESS_LOOP PACK_LOOP(v4_sub)
+#endif
+
 static void step_pack(const chain *c, int s, const float *x, const float *o, uint32_t *words, int n, int period) {
   switch (c->code[s]) {
     case CHAIN_ADD: PACK_LOOP(v4_add) break;
-    case CHAIN_SUB: PACK_LOOP(v4_sub) break;
+    case CHAIN_SUB: PACK_LESS_LOOP break;
     case CHAIN_RSUB: PACK_LOOP(v4_rsub) break;
     case CHAIN_MUL: PACK_LOOP(v4_mul) break;
     default:
