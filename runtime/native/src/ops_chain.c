@@ -148,17 +148,22 @@ static void step_pack(const chain *c, int s, const float *x, const float *o, uin
 }
 
 /* ReActNet's RPReLU, SUB then PRELU then ADD by per-channel values, in registers: one pass instead of
- * three. Column by column of 16 channels down the rows (n / period of them): the column's operands stay
- * in registers. */
-#define RPRELU_LOOP(PRELU)                                                                                \
+ * three; with RESIDUAL, after an ADD of a whole tensor (the block's shortcut: x + residual first).
+ * Column by column of 16 channels down the rows (n / period of them): the column's operands stay in
+ * registers. */
+#define RPRELU_LOOP(PRELU, RESIDUAL)                                                                      \
   const int rows = n / period;                                                                            \
   int i = 0;                                                                                              \
   for (; i + 16 <= period; i += 16) {                                                                     \
     const be_v16 a = v16_load(shift + i), b = v16_load(slope + i), c = v16_load(bias + i);                \
-    const float *xr = x + i;                                                                              \
+    const float *xr = x + i, *rr = RESIDUAL ? residual + i : xr;                                          \
     float *yr = y + i;                                                                                    \
-    for (int r = 0; r < rows; ++r, xr += period, yr += period) {                                          \
-      const be_v16 v = v16_load(xr);                                                                      \
+    for (int r = 0; r < rows; ++r, xr += period, yr += period, rr += period) {                            \
+      be_v16 v = v16_load(xr);                                                                            \
+      if (RESIDUAL) {                                                                                     \
+        const be_v16 o = v16_load(rr);                                                                    \
+        for (int k = 0; k < 4; ++k) v.v[k] = v4_add(v.v[k], o.v[k]);                                      \
+      }                                                                                                   \
       be_v16 q;                                                                                           \
       for (int k = 0; k < 4; ++k) q.v[k] = v4_add(PRELU(v4_sub(v.v[k], a.v[k]), b.v[k]), c.v[k]);        \
       v16_store(yr, q);                                                                                   \
@@ -167,16 +172,23 @@ static void step_pack(const chain *c, int s, const float *x, const float *o, uin
   for (; i < period; ++i) {                                                                               \
     for (int r = 0; r < rows; ++r) {                                                                      \
       const size_t e = (size_t)r * (size_t)period + (size_t)i;                                            \
-      y[e] = prelu1(x[e] - shift[i], slope[i]) + bias[i];                                                 \
+      const float v = RESIDUAL ? x[e] + residual[e] : x[e];                                               \
+      y[e] = prelu1(v - shift[i], slope[i]) + bias[i];                                                    \
     }                                                                                                     \
   }
 
-static void rprelu_run(int unit, const float *x, const float *shift, const float *slope, const float *bias, float *y,
-                       int n, int period) {
-  if (unit) {
-    RPRELU_LOOP(v4_prelu_unit)
+static void rprelu_run(int unit, const float *x, const float *residual, const float *shift, const float *slope,
+                       const float *bias, float *y, int n, int period) {
+  if (residual != NULL) {
+    if (unit) {
+      RPRELU_LOOP(v4_prelu_unit, 1)
+    } else {
+      RPRELU_LOOP(v4_prelu, 1)
+    }
+  } else if (unit) {
+    RPRELU_LOOP(v4_prelu_unit, 0)
   } else {
-    RPRELU_LOOP(v4_prelu)
+    RPRELU_LOOP(v4_prelu, 0)
   }
 }
 
@@ -215,9 +227,15 @@ static void chain_run(const be_op *op) {
     for (int s = 0; s < ch.count; ++s) {
       const float *operand = ch.full[s] ? ch.operand[s] + i : ch.operand[s] + c0;
       const int period = ch.full[s] || channels >= block ? n : channels;
-      if (is_rprelu(&ch, s) && (s + 2 < ch.count - 1 || !packed)) {
+      if (ch.code[s] == CHAIN_ADD && ch.full[s] && is_rprelu(&ch, s + 1) && (s + 3 < ch.count - 1 || !packed)) {
+        float *dst = s + 3 < ch.count - 1 ? scratch : (float *)y.data + i; /* the shortcut ADD, then RPReLU */
+        rprelu_run(ch.unit[s + 2], src, operand, ch.operand[s + 1] + c0, ch.operand[s + 2] + c0, ch.operand[s + 3] + c0,
+                   dst, n, channels < block ? channels : n);
+        src = dst;
+        s += 3;
+      } else if (is_rprelu(&ch, s) && (s + 2 < ch.count - 1 || !packed)) {
         float *dst = s + 2 < ch.count - 1 ? scratch : (float *)y.data + i;
-        rprelu_run(ch.unit[s + 1], src, operand, ch.operand[s + 1] + c0, ch.operand[s + 2] + c0, dst, n, period);
+        rprelu_run(ch.unit[s + 1], src, NULL, operand, ch.operand[s + 1] + c0, ch.operand[s + 2] + c0, dst, n, period);
         src = dst;
         s += 2;
       } else if (s < ch.count - 1) {
