@@ -134,24 +134,31 @@ typedef struct {
   "fadd " T3 ".4s, " T3 ".4s, v7.4s\n"                                                                    \
   "st1 {" T0 ".4s - " T3 ".4s}, [%[o]], %[row]\n"
 
-/* Float output, no clamp, 4 pixels x 16 channels that all exist: the depth loop and the transform in
- * one assembly block (the compiler spills around ST1 of 4 registers from C). */
-static void block_4x16_float(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, int p, int c,
-                             const block_transform *fast) {
-  uint16x8_t a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
-  uint64_t rest = (uint64_t)(a->depth - 1);
-  float *o = a->out + (size_t)p * (size_t)a->channels + (size_t)c;
+/* Float output, no clamp, channels c..c+15 that all exist, every full group of 4 pixels (their count
+ * returned): per group the depth loop and the transform in one assembly block (the compiler spills
+ * around ST1 of 4 registers from C), in a loop that only steps the pointers. */
+static int blocks_4x16_float(const be_bgemm_args *a, const uint32_t *w, int c, int full, const block_transform *fast) {
+  const size_t step = 4u * (size_t)a->depth, next = 4u * (size_t)a->channels;
   const uint64_t row = (uint64_t)a->channels * sizeof(float);
-  __asm__ volatile(DEPTH_LOOP
-                   "ld1 {v0.4s - v3.4s}, [%[scale]]\n"
-                   "ld1 {v4.4s - v7.4s}, [%[bias]]\n"
-                   PIXEL_OUT(a00, a01, a02, a03, "v8", "v9", "v10", "v11")
-                   PIXEL_OUT(a10, a11, a12, a13, "v12", "v13", "v14", "v15")
-                   PIXEL_OUT(a20, a21, a22, a23, "v8", "v9", "v10", "v11")
-                   PIXEL_OUT(a30, a31, a32, a33, "v12", "v13", "v14", "v15")
-                   : ACCUMULATORS, [x] "+r"(x), [w] "+r"(w), [n] "+r"(rest), [o] "+r"(o)
-                   : [scale] "r"(fast->scale), [bias] "r"(fast->bias), [row] "r"(row)
-                   : CLOBBERS);
+  const uint32_t *group = a->cols;
+  float *out = a->out + (size_t)c;
+  for (int p = 0; p < full; p += 4, group += step, out += next) {
+    uint16x8_t a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
+    const uint32_t *x = group, *wb = w;
+    float *o = out;
+    uint64_t rest = (uint64_t)(a->depth - 1);
+    __asm__ volatile(DEPTH_LOOP
+                     "ld1 {v0.4s - v3.4s}, [%[scale]]\n"
+                     "ld1 {v4.4s - v7.4s}, [%[bias]]\n"
+                     PIXEL_OUT(a00, a01, a02, a03, "v8", "v9", "v10", "v11")
+                     PIXEL_OUT(a10, a11, a12, a13, "v12", "v13", "v14", "v15")
+                     PIXEL_OUT(a20, a21, a22, a23, "v8", "v9", "v10", "v11")
+                     PIXEL_OUT(a30, a31, a32, a33, "v12", "v13", "v14", "v15")
+                     : ACCUMULATORS, [x] "+r"(x), [w] "+r"(wb), [n] "+r"(rest), [o] "+r"(o)
+                     : [scale] "r"(fast->scale), [bias] "r"(fast->bias), [row] "r"(row)
+                     : CLOBBERS);
+  }
+  return full;
 }
 
 /* Pixels p..p+3 x channels c..c+15 (weights: the 16-block's [D][16]). The depth loop is assembly:
@@ -228,12 +235,10 @@ void be_bgemm(const be_bgemm_args *a) {
         fast.bias[k] = vld1q_f32(a->bias + c + 4 * k);
       }
     }
-    for (int p = 0; p < a->pixels; p += 4) {
+    for (int p = simple ? blocks_4x16_float(a, w, c, full, &fast) : 0; p < a->pixels; p += 4) {
       const uint32_t *x = a->cols + (size_t)p * (size_t)depth;
       if (c < wide && p + 1 == a->pixels) {
         block_1x16(a, x, w, p, c);
-      } else if (c < wide && simple && p < full) {
-        block_4x16_float(a, x, w, p, c, &fast);
       } else if (c < wide) {
         block_4x16(a, x, w, p, c);
       } else {
