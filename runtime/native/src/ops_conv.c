@@ -243,14 +243,14 @@ static int conv_quad_gray(const conv_job *j, int oy, int ox, const int kh, const
  * the row while 4 pixels at a time accumulate into 8 vectors, each input vector of 4 pixels feeding 8
  * lane FMAs. The per-channel order of the sums is conv_pixel's (bias, then the taps row by row), so
  * the result is the same bit for bit. */
-enum { STEM_BAND_W = 264 }; /* floats per padded row */
+enum { STEM_BAND_W = 264 }; /* floats per padded row (zeros are stored up to out_w + 5) */
 
 static int stem3x3_fits(const conv_job *j) {
   const be_params_conv *p = j->p;
   const int pad_right = j->c.out_w + 2 - p->pad_left - j->c.in_w;
   return j->c.cin == 1 && j->c.kh == 3 && j->c.kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dilation_h == 1 &&
          p->dilation_w == 1 && j->c.cout % 8 == 0 && j->c.in_w >= 4 && p->pad_left >= 0 && p->pad_left <= 2 &&
-         pad_right >= 0 && pad_right <= 4 && p->pad_left + j->c.in_w + 4 <= STEM_BAND_W;
+         pad_right >= 0 && pad_right <= 4 && p->pad_left + j->c.in_w + 4 <= STEM_BAND_W && j->c.out_w + 8 <= STEM_BAND_W;
 }
 
 /* Input row iy into `row`: column k holds input column k - pad_left, zeros outside the input up to the
