@@ -3,7 +3,7 @@
     python -m runtime.native.build [TARGET ...]       # default: host
 
 Targets: ``host`` (this machine), ``host-asan`` (AddressSanitizer + UBSan, for the fuzz and self
-tests), ``host-reference`` (reference binary convolution only), ``aarch64`` and ``armv7`` (static
+tests), ``host-reference`` (reference binary and float convolutions only), ``aarch64`` and ``armv7`` (static
 Linux binaries: qemu-user, a Raspberry Pi, Android), ``cortex-m4`` (compile check of the engine
 sources, no programs). A build goes to ``<out>/<target>/`` (default ``runtime/native/build``) and
 is redone only when the sources, flags or compiler change.
@@ -66,7 +66,8 @@ TARGETS: dict[str, Target] = {
     "host": Target("host", "gcc", _HOST_FLAGS, "gcc"),
     "host-asan": Target("host-asan", "gcc", (*_HOST_FLAGS, "-g", "-fsanitize=address,undefined",
                                              "-fno-sanitize-recover=all", "-fno-omit-frame-pointer"), "gcc"),
-    "host-reference": Target("host-reference", "gcc", (*_HOST_FLAGS, "-DBE_BCONV_REFERENCE"), "gcc"),
+    "host-reference": Target("host-reference", "gcc", (*_HOST_FLAGS, "-DBE_BCONV_REFERENCE",
+                                                                     "-DBE_CONV_REFERENCE"), "gcc"),
     "aarch64": Target("aarch64", "aarch64-linux-gnu-gcc", ("-static", "-march=armv8-a", "-mtune=cortex-a72"),
                       "gcc-aarch64-linux-gnu libc6-dev-arm64-cross"),
     "armv7": Target("armv7", "arm-linux-gnueabihf-gcc", ("-static", "-march=armv7-a", "-mfpu=neon-vfpv4",

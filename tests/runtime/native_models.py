@@ -204,5 +204,23 @@ def float_ops() -> EngineCase:
     return EngineCase(_convert(model), (1, 9, 9, 6), exact=False)
 
 
+def gray_stems() -> EngineCase:
+    """Single-channel 3x3 stems (the aarch64 weight-stationary path): same padding + PReLU (fused into
+    CONV_2D+PRELU; any slopes, and slopes in [0, 1]), valid + RELU6, same with no activation; output
+    widths 10 and 8 (quads and leftover pixels)."""
+    tf, _ = _keras()
+    inp = tf.keras.Input((7, 10, 1), batch_size=1)
+    a = tf.keras.layers.PReLU(shared_axes=[1, 2])(tf.keras.layers.Conv2D(32, 3, padding="same")(inp))
+    b = tf.keras.layers.Conv2D(16, 3, activation=tf.nn.relu6)(inp)
+    c = tf.keras.layers.Conv2D(8, 3, padding="same")(inp)
+    unit = tf.keras.layers.PReLU(shared_axes=[1, 2])  # slopes in [0, 1]: PReLU as max(x, a x)
+    d = unit(tf.keras.layers.Conv2D(8, 3, padding="same")(inp))
+    flat = [tf.keras.layers.Flatten()(t) for t in (a, b, c, d)]
+    model = tf.keras.Model(inp, tf.keras.layers.Concatenate()(flat))
+    _randomize(model, 11)
+    unit.set_weights([np.random.default_rng(12).uniform(0, 1, w.shape).astype(np.float32) for w in unit.get_weights()])
+    return EngineCase(_convert(model), (1, 7, 10, 1), exact=False)
+
+
 BUILDERS = {f.__name__: f for f in (binary_matrix, binary_chain, element_chains, bitpacked_output, int8_input, int8_io,
-                                    float_ops)}
+                                    float_ops, gray_stems)}

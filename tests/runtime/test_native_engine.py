@@ -93,6 +93,24 @@ def test_optimized_binary_convolution_matches_the_reference(target, program):
     assert done.stdout.startswith("selftest kernel=") and done.stdout.rstrip().endswith("ok")
 
 
+@pytest.mark.parametrize("target", ("host", "aarch64"))
+def test_float_convolutions_match_the_reference_build_bit_for_bit(target, program, tmp_path):
+    """Each target's optimized float conv paths (on aarch64 the weight-stationary stem) against the
+    reference build's conv_pixel: same fused multiply-adds in the same order, so the same bits. (Not
+    armv7: its lane multiply-add, VMLA by scalar, rounds the product separately.)"""
+    if "-mfma" not in build.TARGETS["host-reference"].flags:
+        pytest.skip("this host has no FMA: its float sums round differently from the ARM targets'")
+    from convert.blob import compile_blob
+
+    model = BUILDERS["gray_stems"]()
+    blob = tmp_path / "model.blob"
+    blob.write_bytes(compile_blob(model.flatbuffer).data)
+    x = np.random.default_rng(3).standard_normal((IMAGES, *model.input_shape[1:]), dtype=np.float32)
+    reference = run_here(program("bench", "host-reference"), blob, x, target="host-reference").logits
+    got = run_here(program("bench", target), blob, x, target=target, timeout=600).logits
+    assert got.tobytes() == reference.tobytes(), f"{int(np.sum(got != reference))} values differ"
+
+
 def test_bench_describes_every_op_with_its_macs(case, program):
     name, model, blob, _, _ = case
     from convert.blob import BLOB_FORMAT_VERSION

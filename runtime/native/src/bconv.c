@@ -147,6 +147,15 @@ static inline void pack_tap_lanes(uint32_t *dst, const uint32_t *const src[4], i
 }
 #endif
 
+#if defined(__ARM_NEON)
+/* A 1x1 convolution, stride 1, no padding, one word per input pixel: the input, pixel after pixel, is
+ * already the kernels' column layout (groups of 4 pixels, [D = 1][4]), so whole groups need no copy. */
+static int direct_columns(const be_bconv_args *a) {
+  return a->filter_h == 1 && a->filter_w == 1 && a->stride_h == 1 && a->stride_w == 1 && a->pad_top == 0 &&
+         a->pad_left == 0 && a->in_h == a->out_h && a->in_w == a->out_w && a->in_words == 1;
+}
+#endif
+
 /* Write pixels [p0, p0 + n) of the output as im2col rows in groups of 4 (kernels/bgemm.h). Each
  * pixel's first tap address is worked out once; when every tap of every full group lies inside the
  * input (always after convert/blob.py turns same-one padding into a PAD of the packed input), the
@@ -286,6 +295,14 @@ void be_bconv_float_tile(const be_bconv_args *a, int p0, int n, float *out) {
   for (int q = 0; q < n; q += tile) {
     g.pixels = min_int(tile, n - q);
     g.out = out + (size_t)q * (size_t)cout;
+#if defined(__ARM_NEON)
+    if (direct_columns(a) && g.pixels % 4 == 0) { /* the input already is the tile's columns */
+      g.cols = a->input + (size_t)(p0 + q);
+      be_bgemm(&g);
+      continue;
+    }
+    g.cols = (uint32_t *)a->scratch;
+#endif
     pack_tile(a, (uint32_t *)a->scratch, p0 + q, g.pixels);
     be_bgemm(&g);
   }

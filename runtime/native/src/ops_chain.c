@@ -117,10 +117,25 @@ static void step_run(const chain *c, int s, const float *x, const float *o, floa
     }                                                                                                     \
   }
 
+#if defined(__aarch64__)
+/* SUB fused with LceQuantize: the bits of x < o (pack.h be_pack16_less), no subtraction. */
+#define PACK_LESS_LOOP                                                                                    \
+  for (int w = 0; w < period / 32; ++w) {                                                                 \
+    const be_v16 b0 = v16_load(o + 32 * w), b1 = v16_load(o + 32 * w + 16);                               \
+    const float *xw = x + 32 * w;                                                                         \
+    uint32_t *out = words + w;                                                                            \
+    for (int j = 0; j < n; j += period, xw += period, out += period / 32) {                               \
+      *out = be_pack_bytes32(be_pack16_less(v16_load(xw), b0), be_pack16_less(v16_load(xw + 16), b1));    \
+    }                                                                                                     \
+  }
+#else
+#define PACK_LESS_LOOP PACK_LOOP(v4_sub)
+#endif
+
 static void step_pack(const chain *c, int s, const float *x, const float *o, uint32_t *words, int n, int period) {
   switch (c->code[s]) {
     case CHAIN_ADD: PACK_LOOP(v4_add) break;
-    case CHAIN_SUB: PACK_LOOP(v4_sub) break;
+    case CHAIN_SUB: PACK_LESS_LOOP break;
     case CHAIN_RSUB: PACK_LOOP(v4_rsub) break;
     case CHAIN_MUL: PACK_LOOP(v4_mul) break;
     default:
@@ -132,25 +147,48 @@ static void step_pack(const chain *c, int s, const float *x, const float *o, uin
   }
 }
 
-/* ReActNet's RPReLU, SUB then PRELU then ADD by per-channel values, in registers: one pass instead of three. */
-#define RPRELU_LOOP(PRELU)                                                                                \
-  for (int j = 0; j < n; j += period, x += period, y += period) {                                         \
-    int i = 0;                                                                                            \
-    for (; i + 16 <= period; i += 16) {                                                                   \
-      const be_v16 v = v16_load(x + i), a = v16_load(shift + i), b = v16_load(slope + i), c = v16_load(bias + i); \
-      be_v16 r;                                                                                           \
-      for (int q = 0; q < 4; ++q) r.v[q] = v4_add(PRELU(v4_sub(v.v[q], a.v[q]), b.v[q]), c.v[q]);          \
-      v16_store(y + i, r);                                                                                \
+/* ReActNet's RPReLU, SUB then PRELU then ADD by per-channel values, in registers: one pass instead of
+ * three; with RESIDUAL, after an ADD of a whole tensor (the block's shortcut: x + residual first).
+ * Column by column of 16 channels down the rows (n / period of them): the column's operands stay in
+ * registers. */
+#define RPRELU_LOOP(PRELU, RESIDUAL)                                                                      \
+  const int rows = n / period;                                                                            \
+  int i = 0;                                                                                              \
+  for (; i + 16 <= period; i += 16) {                                                                     \
+    const be_v16 a = v16_load(shift + i), b = v16_load(slope + i), c = v16_load(bias + i);                \
+    const float *xr = x + i, *rr = RESIDUAL ? residual + i : xr;                                          \
+    float *yr = y + i;                                                                                    \
+    for (int r = 0; r < rows; ++r, xr += period, yr += period, rr += period) {                            \
+      be_v16 v = v16_load(xr);                                                                            \
+      if (RESIDUAL) {                                                                                     \
+        const be_v16 o = v16_load(rr);                                                                    \
+        for (int k = 0; k < 4; ++k) v.v[k] = v4_add(v.v[k], o.v[k]);                                      \
+      }                                                                                                   \
+      be_v16 q;                                                                                           \
+      for (int k = 0; k < 4; ++k) q.v[k] = v4_add(PRELU(v4_sub(v.v[k], a.v[k]), b.v[k]), c.v[k]);        \
+      v16_store(yr, q);                                                                                   \
     }                                                                                                     \
-    for (; i < period; ++i) y[i] = prelu1(x[i] - shift[i], slope[i]) + bias[i];                           \
+  }                                                                                                       \
+  for (; i < period; ++i) {                                                                               \
+    for (int r = 0; r < rows; ++r) {                                                                      \
+      const size_t e = (size_t)r * (size_t)period + (size_t)i;                                            \
+      const float v = RESIDUAL ? x[e] + residual[e] : x[e];                                               \
+      y[e] = prelu1(v - shift[i], slope[i]) + bias[i];                                                    \
+    }                                                                                                     \
   }
 
-static void rprelu_run(int unit, const float *x, const float *shift, const float *slope, const float *bias, float *y,
-                       int n, int period) {
-  if (unit) {
-    RPRELU_LOOP(v4_prelu_unit)
+static void rprelu_run(int unit, const float *x, const float *residual, const float *shift, const float *slope,
+                       const float *bias, float *y, int n, int period) {
+  if (residual != NULL) {
+    if (unit) {
+      RPRELU_LOOP(v4_prelu_unit, 1)
+    } else {
+      RPRELU_LOOP(v4_prelu, 1)
+    }
+  } else if (unit) {
+    RPRELU_LOOP(v4_prelu_unit, 0)
   } else {
-    RPRELU_LOOP(v4_prelu)
+    RPRELU_LOOP(v4_prelu, 0)
   }
 }
 
@@ -189,9 +227,15 @@ static void chain_run(const be_op *op) {
     for (int s = 0; s < ch.count; ++s) {
       const float *operand = ch.full[s] ? ch.operand[s] + i : ch.operand[s] + c0;
       const int period = ch.full[s] || channels >= block ? n : channels;
-      if (is_rprelu(&ch, s) && (s + 2 < ch.count - 1 || !packed)) {
+      if (ch.code[s] == CHAIN_ADD && ch.full[s] && is_rprelu(&ch, s + 1) && (s + 3 < ch.count - 1 || !packed)) {
+        float *dst = s + 3 < ch.count - 1 ? scratch : (float *)y.data + i; /* the shortcut ADD, then RPReLU */
+        rprelu_run(ch.unit[s + 2], src, operand, ch.operand[s + 1] + c0, ch.operand[s + 2] + c0, ch.operand[s + 3] + c0,
+                   dst, n, channels < block ? channels : n);
+        src = dst;
+        s += 3;
+      } else if (is_rprelu(&ch, s) && (s + 2 < ch.count - 1 || !packed)) {
         float *dst = s + 2 < ch.count - 1 ? scratch : (float *)y.data + i;
-        rprelu_run(ch.unit[s + 1], src, operand, ch.operand[s + 1] + c0, ch.operand[s + 2] + c0, dst, n, period);
+        rprelu_run(ch.unit[s + 1], src, NULL, operand, ch.operand[s + 1] + c0, ch.operand[s + 2] + c0, dst, n, period);
         src = dst;
         s += 2;
       } else if (s < ch.count - 1) {

@@ -235,6 +235,135 @@ static int conv_quad_gray(const conv_job *j, int oy, int ox, const int kh, const
   return c0;
 }
 
+#if defined(__aarch64__) && defined(__ARM_NEON)
+/* aarch64 (32 vector registers): a single-channel 3x3 stem, stride 1, dilation 1, weight-stationary.
+ * The three input rows an output row reads are kept in a ring of three padded rows (zeros outside the
+ * input, as conv_quad_gray's patch), one new row copied per output row, so every quad of pixels reads
+ * without bounds checks; for each 8 output channels their 9 taps (18 vectors) stay in registers across
+ * the row while 4 pixels at a time accumulate into 8 vectors, each input vector of 4 pixels feeding 8
+ * lane FMAs. The per-channel order of the sums is conv_pixel's (bias, then the taps row by row), so
+ * the result is the same bit for bit. */
+enum { STEM_BAND_W = 264 }; /* floats per padded row (zeros are stored up to out_w + 5) */
+
+static int stem3x3_fits(const conv_job *j) {
+  const be_params_conv *p = j->p;
+  const int pad_right = j->c.out_w + 2 - p->pad_left - j->c.in_w;
+  return j->c.cin == 1 && j->c.kh == 3 && j->c.kw == 3 && p->stride_h == 1 && p->stride_w == 1 && p->dilation_h == 1 &&
+         p->dilation_w == 1 && j->c.cout % 8 == 0 && j->c.in_w >= 4 && p->pad_left >= 0 && p->pad_left <= 2 &&
+         pad_right >= 0 && pad_right <= 4 && p->pad_left + j->c.in_w + 4 <= STEM_BAND_W && j->c.out_w + 8 <= STEM_BAND_W;
+}
+
+/* Input row iy into `row`: column k holds input column k - pad_left, zeros outside the input up to the
+ * last column a quad reads (out_w + 1). Whole vectors, no memcpy/memset calls (they cost more here). */
+static void stem3x3_fill(const conv_job *j, int iy, float *row) {
+  const int in_w = j->c.in_w, pl = j->p->pad_left;
+  const be_v4 zero = v4_dup(0.0f);
+  if (iy < 0 || iy >= j->c.in_h) {
+    for (int k = 0; k < j->c.out_w + 2; k += 4) v4_store(row + k, zero);
+    return;
+  }
+  const float *in = j->in + (size_t)iy * (size_t)in_w;
+  float *dst = row + pl;
+  v4_store(row, zero); /* the left padding, then overwritten by the input */
+  for (int k = 0; k + 4 <= in_w; k += 4) v4_store(dst + k, v4_load(in + k));
+  v4_store(dst + in_w - 4, v4_load(in + in_w - 4)); /* the last (overlapping) vector */
+  v4_store(dst + in_w, zero);                         /* the right padding */
+}
+
+/* One tap k of 4 pixels (lanes of v31, loaded from `src` at `offset` bytes) into the 8 accumulators. */
+#define STEM_TAP(k, src, offset)                                                                       \
+  "ldur q31, [%[" src "], #" #offset "]\n"                                                            \
+  "fmla %[a0].4s, %[w" #k "a].4s, v31.s[0]\n"                                                         \
+  "fmla %[a1].4s, %[w" #k "b].4s, v31.s[0]\n"                                                         \
+  "fmla %[a2].4s, %[w" #k "a].4s, v31.s[1]\n"                                                         \
+  "fmla %[a3].4s, %[w" #k "b].4s, v31.s[1]\n"                                                         \
+  "fmla %[a4].4s, %[w" #k "a].4s, v31.s[2]\n"                                                         \
+  "fmla %[a5].4s, %[w" #k "b].4s, v31.s[2]\n"                                                         \
+  "fmla %[a6].4s, %[w" #k "a].4s, v31.s[3]\n"                                                         \
+  "fmla %[a7].4s, %[w" #k "b].4s, v31.s[3]\n"
+#define STEM_W(k) const be_v4 w##k##a = v4_load(w + (k) * cout), w##k##b = v4_load(w + (k) * cout + 4)
+#define STEM_IN(k) [w##k##a] "w"(w##k##a), [w##k##b] "w"(w##k##b)
+
+/* Output row oy, channels c0..c0+7, the full quads of pixels (their count returned); `finish` (a
+ * constant: STEM_NONE, ...) the fused activation, so each variant holds only its own constants. The
+ * taps are assembly: 18 weight vectors, 8 accumulators and the input vector in registers, which
+ * compilers do not manage on their own (they spill weights). */
+enum { STEM_NONE, STEM_CLAMP, STEM_PRELU_UNIT, STEM_PRELU };
+
+static inline __attribute__((always_inline)) int stem3x3_row(const conv_job *j, const float *row0, const float *row1,
+                                                              const float *row2, int oy, int c0,
+                                                              const int finish) {
+  const size_t cout = (size_t)j->c.cout;
+  const float *w = j->weights + c0, *bias = j->bias + c0, *alpha = j->alpha != NULL ? j->alpha + c0 : NULL;
+  const float act_min = j->p->act_min, act_max = j->p->act_max;
+  STEM_W(0); STEM_W(1); STEM_W(2); STEM_W(3); STEM_W(4); STEM_W(5); STEM_W(6); STEM_W(7); STEM_W(8);
+  float *out = j->out + (size_t)oy * (size_t)j->c.out_w * cout + (size_t)c0;
+  const int quads = j->c.out_w / 4 * 4;
+  for (int ox = 0; ox < quads; ox += 4, out += 4 * cout) {
+    const float *r0 = row0 + ox, *r1 = row1 + ox, *r2 = row2 + ox;
+    be_v4 a0, a1, a2, a3, a4, a5, a6, a7;
+    __asm__("ldp %q[a0], %q[a1], [%[bias]]\n"
+            "mov %[a2].16b, %[a0].16b\n"
+            "mov %[a3].16b, %[a1].16b\n"
+            "mov %[a4].16b, %[a0].16b\n"
+            "mov %[a5].16b, %[a1].16b\n"
+            "mov %[a6].16b, %[a0].16b\n"
+            "mov %[a7].16b, %[a1].16b\n"
+            STEM_TAP(0, "r0", 0) STEM_TAP(1, "r0", 4) STEM_TAP(2, "r0", 8)
+            STEM_TAP(3, "r1", 0) STEM_TAP(4, "r1", 4) STEM_TAP(5, "r1", 8)
+            STEM_TAP(6, "r2", 0) STEM_TAP(7, "r2", 4) STEM_TAP(8, "r2", 8)
+            : [a0] "=&w"(a0), [a1] "=&w"(a1), [a2] "=&w"(a2), [a3] "=&w"(a3), [a4] "=&w"(a4), [a5] "=&w"(a5),
+              [a6] "=&w"(a6), [a7] "=&w"(a7)
+            : [r0] "r"(r0), [r1] "r"(r1), [r2] "r"(r2), [bias] "r"(bias), STEM_IN(0), STEM_IN(1), STEM_IN(2),
+              STEM_IN(3), STEM_IN(4), STEM_IN(5), STEM_IN(6), STEM_IN(7), STEM_IN(8)
+            : "v31", "memory");
+    if (finish == STEM_PRELU_UNIT || finish == STEM_PRELU) { /* its slopes loaded once per quad */
+      const be_v4 s0 = v4_load(alpha), s1 = v4_load(alpha + 4);
+      if (finish == STEM_PRELU_UNIT) {
+        a0 = v4_prelu_unit(a0, s0), a1 = v4_prelu_unit(a1, s1), a2 = v4_prelu_unit(a2, s0), a3 = v4_prelu_unit(a3, s1);
+        a4 = v4_prelu_unit(a4, s0), a5 = v4_prelu_unit(a5, s1), a6 = v4_prelu_unit(a6, s0), a7 = v4_prelu_unit(a7, s1);
+      } else {
+        a0 = v4_prelu(a0, s0), a1 = v4_prelu(a1, s1), a2 = v4_prelu(a2, s0), a3 = v4_prelu(a3, s1);
+        a4 = v4_prelu(a4, s0), a5 = v4_prelu(a5, s1), a6 = v4_prelu(a6, s0), a7 = v4_prelu(a7, s1);
+      }
+    } else if (finish == STEM_CLAMP) {
+      const be_v4 lo = v4_dup(act_min), hi = v4_dup(act_max);
+      a0 = v4_min(v4_max(a0, lo), hi), a1 = v4_min(v4_max(a1, lo), hi), a2 = v4_min(v4_max(a2, lo), hi);
+      a3 = v4_min(v4_max(a3, lo), hi), a4 = v4_min(v4_max(a4, lo), hi), a5 = v4_min(v4_max(a5, lo), hi);
+      a6 = v4_min(v4_max(a6, lo), hi), a7 = v4_min(v4_max(a7, lo), hi);
+    }
+    v4_store(out, a0), v4_store(out + 4, a1), v4_store(out + cout, a2), v4_store(out + cout + 4, a3);
+    v4_store(out + 2 * cout, a4), v4_store(out + 2 * cout + 4, a5), v4_store(out + 3 * cout, a6);
+    v4_store(out + 3 * cout + 4, a7);
+  }
+  return quads;
+}
+#undef STEM_TAP
+#undef STEM_W
+#undef STEM_IN
+
+static void stem3x3_run(const conv_job *j) {
+  float ring[3 * STEM_BAND_W];
+  const int iy0 = -j->p->pad_top;
+  stem3x3_fill(j, iy0, ring), stem3x3_fill(j, iy0 + 1, ring + STEM_BAND_W);
+  for (int oy = 0; oy < j->c.out_h; ++oy) { /* input row iy0 + oy + k lives in ring row (oy + k) % 3 */
+    const float *r0 = ring + (oy % 3) * STEM_BAND_W, *r1 = ring + (oy + 1) % 3 * STEM_BAND_W;
+    float *r2 = ring + (oy + 2) % 3 * STEM_BAND_W;
+    stem3x3_fill(j, iy0 + oy + 2, r2);
+    int done = 0;
+    for (int c0 = 0; c0 < j->c.cout; c0 += 8) {
+      if (j->alpha != NULL) {
+        done = j->unit ? stem3x3_row(j, r0, r1, r2, oy, c0, STEM_PRELU_UNIT)
+                       : stem3x3_row(j, r0, r1, r2, oy, c0, STEM_PRELU);
+      } else {
+        done = j->clamp ? stem3x3_row(j, r0, r1, r2, oy, c0, STEM_CLAMP) : stem3x3_row(j, r0, r1, r2, oy, c0, STEM_NONE);
+      }
+    }
+    for (int ox = done; ox < j->c.out_w; ++ox) conv_pixel(j, oy, ox); /* the last pixels, fewer than 4 */
+  }
+}
+#endif
+
 static void conv_run(const be_op *op) {
   const be_params_conv *p = (const be_params_conv *)op->params;
   conv_job j;
@@ -251,6 +380,18 @@ static void conv_run(const be_op *op) {
   const int pairs = p->dilation_w == 1 && j.c.cout >= CONV_BLOCK;
   const int gray = pairs && j.c.cin == 1 && p->stride_w == 1 && p->dilation_h == 1 && j.c.kh <= PATCH_ROWS &&
                    j.c.kw + 3 <= PATCH_COLS;
+#if defined(BE_CONV_REFERENCE) /* the reference build: every pixel by conv_pixel */
+  for (int oy = 0; oy < j.c.out_h; ++oy) {
+    for (int ox = 0; ox < j.c.out_w; ++ox) conv_pixel(&j, oy, ox);
+  }
+  return;
+#endif
+#if defined(__aarch64__) && defined(__ARM_NEON)
+  if (stem3x3_fits(&j)) {
+    stem3x3_run(&j);
+    return;
+  }
+#endif
   for (int oy = 0; oy < j.c.out_h; ++oy) {
     const int iy0 = oy * p->stride_h - p->pad_top;
     const int rows_inside = iy0 >= 0 && iy0 + eff_h < j.c.in_h;

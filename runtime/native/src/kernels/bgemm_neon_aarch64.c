@@ -89,48 +89,88 @@ static inline void emit(const be_bgemm_args *a, const quad_transform *t, uint16x
   PIXEL(op, "v2", a20, a21, a22, a23, "v8", "v9", "v10", "v11")                                           \
   PIXEL(op, "v3", a30, a31, a32, a33, "v12", "v13", "v14", "v15")
 
-/* Pixels p..p+3 x channels c..c+15 (weights: the 16-block's [D][16]). The depth loop is assembly:
- * the 16 accumulators, 8 operands and 8 temporaries fill the 32 vector registers exactly, which
- * compilers do not manage on their own (they spill accumulators). */
 /* The float transform of a 16-channel block, prepared once per block: 2 * multiplier, bias. */
 typedef struct {
   float32x4_t scale[4], bias[4];
 } block_transform;
 
-static void block_4x16(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, int p, int c,
-                       const block_transform *fast) {
+/* The depth loop over the 16 accumulators (operands as in block_4x16). */
+#define DEPTH_LOOP                                                                                        \
+  WORD("uaddlp")                                                                                          \
+  "tbz %[n], #0, 3f\n" /* an odd count of remaining words: one now, then pairs */                        \
+  WORD("uadalp")                                                                                          \
+  "3:\n"                                                                                                  \
+  "lsr %[n], %[n], #1\n"                                                                                  \
+  "cbz %[n], 2f\n"                                                                                        \
+  "1:\n" WORD("uadalp") WORD("uadalp")                                                                    \
+  "subs %[n], %[n], #1\n"                                                                                 \
+  "b.ne 1b\n"                                                                                             \
+  "2:\n"
+#define ACCUMULATORS                                                                                      \
+  [a00] "=&w"(a00), [a01] "=&w"(a01), [a02] "=&w"(a02), [a03] "=&w"(a03), [a10] "=&w"(a10), [a11] "=&w"(a11), \
+      [a12] "=&w"(a12), [a13] "=&w"(a13), [a20] "=&w"(a20), [a21] "=&w"(a21), [a22] "=&w"(a22),            \
+      [a23] "=&w"(a23), [a30] "=&w"(a30), [a31] "=&w"(a31), [a32] "=&w"(a32), [a33] "=&w"(a33)
+#define CLOBBERS                                                                                          \
+  "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14", "v15", "cc", "memory"
+
+/* The float transform of one pixel's 16 channels in assembly (scale in v0-v3, bias in v4-v7):
+ * UADDLP, UCVTF, FMUL, FADD (multiply, then add: LCE's rounding), one ST1 of 4 registers, to the next row. */
+#define PIXEL_OUT(A0, A1, A2, A3, T0, T1, T2, T3)                                                         \
+  "uaddlp " T0 ".4s, %[" #A0 "].8h\n"                                                                     \
+  "uaddlp " T1 ".4s, %[" #A1 "].8h\n"                                                                     \
+  "uaddlp " T2 ".4s, %[" #A2 "].8h\n"                                                                     \
+  "uaddlp " T3 ".4s, %[" #A3 "].8h\n"                                                                     \
+  "ucvtf " T0 ".4s, " T0 ".4s\n"                                                                          \
+  "ucvtf " T1 ".4s, " T1 ".4s\n"                                                                          \
+  "ucvtf " T2 ".4s, " T2 ".4s\n"                                                                          \
+  "ucvtf " T3 ".4s, " T3 ".4s\n"                                                                          \
+  "fmul " T0 ".4s, " T0 ".4s, v0.4s\n"                                                                    \
+  "fmul " T1 ".4s, " T1 ".4s, v1.4s\n"                                                                    \
+  "fmul " T2 ".4s, " T2 ".4s, v2.4s\n"                                                                    \
+  "fmul " T3 ".4s, " T3 ".4s, v3.4s\n"                                                                    \
+  "fadd " T0 ".4s, " T0 ".4s, v4.4s\n"                                                                    \
+  "fadd " T1 ".4s, " T1 ".4s, v5.4s\n"                                                                    \
+  "fadd " T2 ".4s, " T2 ".4s, v6.4s\n"                                                                    \
+  "fadd " T3 ".4s, " T3 ".4s, v7.4s\n"                                                                    \
+  "st1 {" T0 ".4s - " T3 ".4s}, [%[o]], %[row]\n"
+
+/* Float output, no clamp, channels c..c+15 that all exist, every full group of 4 pixels (their count
+ * returned): per group the depth loop and the transform in one assembly block (the compiler spills
+ * around ST1 of 4 registers from C), in a loop that only steps the pointers. */
+static int blocks_4x16_float(const be_bgemm_args *a, const uint32_t *w, int c, int full, const block_transform *fast) {
+  const size_t step = 4u * (size_t)a->depth, next = 4u * (size_t)a->channels;
+  const uint64_t row = (uint64_t)a->channels * sizeof(float);
+  const uint32_t *group = a->cols;
+  float *out = a->out + (size_t)c;
+  for (int p = 0; p < full; p += 4, group += step, out += next) {
+    uint16x8_t a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
+    const uint32_t *x = group, *wb = w;
+    float *o = out;
+    uint64_t rest = (uint64_t)(a->depth - 1);
+    __asm__ volatile(DEPTH_LOOP
+                     "ld1 {v0.4s - v3.4s}, [%[scale]]\n"
+                     "ld1 {v4.4s - v7.4s}, [%[bias]]\n"
+                     PIXEL_OUT(a00, a01, a02, a03, "v8", "v9", "v10", "v11")
+                     PIXEL_OUT(a10, a11, a12, a13, "v12", "v13", "v14", "v15")
+                     PIXEL_OUT(a20, a21, a22, a23, "v8", "v9", "v10", "v11")
+                     PIXEL_OUT(a30, a31, a32, a33, "v12", "v13", "v14", "v15")
+                     : ACCUMULATORS, [x] "+r"(x), [w] "+r"(wb), [n] "+r"(rest), [o] "+r"(o)
+                     : [scale] "r"(fast->scale), [bias] "r"(fast->bias), [row] "r"(row)
+                     : CLOBBERS);
+  }
+  return full;
+}
+
+/* Pixels p..p+3 x channels c..c+15 (weights: the 16-block's [D][16]). The depth loop is assembly:
+ * the 16 accumulators, 8 operands and 8 temporaries fill the 32 vector registers exactly, which
+ * compilers do not manage on their own (they spill accumulators). */
+static void block_4x16(const be_bgemm_args *a, const uint32_t *x, const uint32_t *w, int p, int c) {
   uint16x8_t a00, a01, a02, a03, a10, a11, a12, a13, a20, a21, a22, a23, a30, a31, a32, a33;
   uint64_t rest = (uint64_t)(a->depth - 1);
-  __asm__ volatile(WORD("uaddlp")
-                   "tbz %[n], #0, 3f\n" /* an odd count of remaining words: one now, then pairs */
-                   WORD("uadalp")
-                   "3:\n"
-                   "lsr %[n], %[n], #1\n"
-                   "cbz %[n], 2f\n"
-                   "1:\n" WORD("uadalp") WORD("uadalp")
-                   "subs %[n], %[n], #1\n"
-                   "b.ne 1b\n"
-                   "2:\n"
-                   : [a00] "=w"(a00), [a01] "=w"(a01), [a02] "=w"(a02), [a03] "=w"(a03), [a10] "=w"(a10),
-                     [a11] "=w"(a11), [a12] "=w"(a12), [a13] "=w"(a13), [a20] "=w"(a20), [a21] "=w"(a21),
-                     [a22] "=w"(a22), [a23] "=w"(a23), [a30] "=w"(a30), [a31] "=w"(a31), [a32] "=w"(a32),
-                     [a33] "=w"(a33), [x] "+r"(x), [w] "+r"(w), [n] "+r"(rest)
+  __asm__ volatile(DEPTH_LOOP
+                   : ACCUMULATORS, [x] "+r"(x), [w] "+r"(w), [n] "+r"(rest)
                    :
-                   : "v0", "v1", "v2", "v3", "v4", "v5", "v6", "v7", "v8", "v9", "v10", "v11", "v12", "v13", "v14",
-                     "v15", "cc", "memory");
-  if (fast != NULL) { /* float output, no clamp, 4 pixels x 16 channels that all exist */
-    float *o0 = a->out + (size_t)p * (size_t)a->channels + (size_t)c, *o1 = o0 + a->channels, *o2 = o1 + a->channels,
-          *o3 = o2 + a->channels;
-    const float32x4_t s0 = fast->scale[0], s1 = fast->scale[1], s2 = fast->scale[2], s3 = fast->scale[3];
-    const float32x4_t b0 = fast->bias[0], b1 = fast->bias[1], b2 = fast->bias[2], b3 = fast->bias[3];
-#define FAST(o, acc, s, b) vst1q_f32((o), vaddq_f32(vmulq_f32(vcvtq_f32_u32(vpaddlq_u16(acc)), (s)), (b)))
-    FAST(o0, a00, s0, b0), FAST(o0 + 4, a01, s1, b1), FAST(o0 + 8, a02, s2, b2), FAST(o0 + 12, a03, s3, b3);
-    FAST(o1, a10, s0, b0), FAST(o1 + 4, a11, s1, b1), FAST(o1 + 8, a12, s2, b2), FAST(o1 + 12, a13, s3, b3);
-    FAST(o2, a20, s0, b0), FAST(o2 + 4, a21, s1, b1), FAST(o2 + 8, a22, s2, b2), FAST(o2 + 12, a23, s3, b3);
-    FAST(o3, a30, s0, b0), FAST(o3 + 4, a31, s1, b1), FAST(o3 + 8, a32, s2, b2), FAST(o3 + 12, a33, s3, b3);
-#undef FAST
-    return;
-  }
+                   : CLOBBERS);
   const quad_transform t0 = quad_at(a, c), t1 = quad_at(a, c + 4), t2 = quad_at(a, c + 8), t3 = quad_at(a, c + 12);
   emit(a, &t0, a00, p, c), emit(a, &t1, a01, p, c + 4), emit(a, &t2, a02, p, c + 8), emit(a, &t3, a03, p, c + 12);
   if (p + 1 >= a->pixels) return;
@@ -195,12 +235,12 @@ void be_bgemm(const be_bgemm_args *a) {
         fast.bias[k] = vld1q_f32(a->bias + c + 4 * k);
       }
     }
-    for (int p = 0; p < a->pixels; p += 4) {
+    for (int p = simple ? blocks_4x16_float(a, w, c, full, &fast) : 0; p < a->pixels; p += 4) {
       const uint32_t *x = a->cols + (size_t)p * (size_t)depth;
       if (c < wide && p + 1 == a->pixels) {
         block_1x16(a, x, w, p, c);
       } else if (c < wide) {
-        block_4x16(a, x, w, p, c, simple && p < full ? &fast : NULL);
+        block_4x16(a, x, w, p, c);
       } else {
         block_4x4(a, x, w, p, c);
       }
