@@ -220,6 +220,62 @@ static be_status fused_check(const be_op *op) {
   return BE_OK;
 }
 
+#if defined(__ARM_ARCH_PROFILE) && __ARM_ARCH_PROFILE == 'M' && defined(__ARM_FP) && (__ARM_FP & 4) && \
+    !defined(__ARM_NEON) && !defined(__FMA__)
+#define BE_FUSED_MLA16 1
+/* Sixteen channels of conv_pixel on a single-precision FPU: out[k] = bias[k], then for each tap t and input
+ * channel ci, out[k] = out[k] + pixels[t][ci] * w[k] (w = filter + taps[t] + ci * c), multiply and add each
+ * rounded: vmla.f32 is that (not fused), so it computes what vec4.h's generic v4_fma does, with the 16
+ * accumulators in s16-s31 and the weights loaded 8 at a time with vldm. */
+__attribute__((noinline)) static void mla16(const float *bias, const float *const *pixels, const size_t *taps, int n_taps, const float *filter,
+                  int cin, int c, float *out) {
+  const size_t stride = 4u * (size_t)c - 32u;
+  const float *const io[2] = {bias, out};
+  __asm__ volatile(
+      "ldr r0, [%[io]]\n"
+      "vldmia r0, {s16-s31}\n"
+      "cmp %[n], #0\n"
+      "beq 3f\n"
+      "1:\n"
+      "ldr r0, [%[pixels]], #4\n"
+      "ldr r1, [%[taps]], #4\n"
+      "add r1, %[filter], r1, lsl #2\n"
+      "mov r2, %[cin]\n"
+      "2:\n"
+      "vldmia r0!, {s0}\n"
+      "vldmia r1!, {s8-s15}\n"
+      "vmla.f32 s16, s0, s8\n"
+      "vmla.f32 s17, s0, s9\n"
+      "vmla.f32 s18, s0, s10\n"
+      "vmla.f32 s19, s0, s11\n"
+      "vmla.f32 s20, s0, s12\n"
+      "vmla.f32 s21, s0, s13\n"
+      "vmla.f32 s22, s0, s14\n"
+      "vmla.f32 s23, s0, s15\n"
+      "vldmia r1, {s8-s15}\n"
+      "vmla.f32 s24, s0, s8\n"
+      "vmla.f32 s25, s0, s9\n"
+      "vmla.f32 s26, s0, s10\n"
+      "vmla.f32 s27, s0, s11\n"
+      "vmla.f32 s28, s0, s12\n"
+      "vmla.f32 s29, s0, s13\n"
+      "vmla.f32 s30, s0, s14\n"
+      "vmla.f32 s31, s0, s15\n"
+      "add r1, r1, %[stride]\n"
+      "subs r2, r2, #1\n"
+      "bne 2b\n"
+      "subs %[n], %[n], #1\n"
+      "bne 1b\n"
+      "3:\n"
+      "ldr r0, [%[io], #4]\n"
+      "vstmia r0, {s16-s31}\n"
+      : [pixels] "+r"(pixels), [taps] "+r"(taps), [n] "+r"(n_taps)
+      : [io] "r"(io), [filter] "r"(filter), [cin] "r"(cin), [stride] "r"(stride)
+      : "r0", "r1", "r2", "s0", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "s16", "s17", "s18", "s19",
+        "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30", "s31", "cc", "memory");
+}
+#endif
+
 /* The conv's output at (oy, ox), all channels, into out: bias, then taps in (fy, fx, ci) order, as ops_conv.c's
  * conv_run does: channels in groups of 4 with vec4.h's v4_fma, the rest with BE_FMA (the two round alike only
  * where the ISA fuses both, so the fused op uses the same one per channel). */
@@ -242,6 +298,9 @@ static void conv_pixel(const be_params_fused *p, const be_view *x, const float *
     }
   }
   int c0 = 0;
+#if BE_FUSED_MLA16
+  for (; c0 + 16 <= c; c0 += 16) mla16(bias + c0, pixels, taps, n_taps, filter + c0, cin, c, out + c0);
+#endif
   for (; c0 + 4 <= c; c0 += 4) {
     be_v4 acc = v4_load(bias + c0);
     for (int t = 0; t < n_taps; ++t) {
