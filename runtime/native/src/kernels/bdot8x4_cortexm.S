@@ -110,12 +110,8 @@
     add     \p, \p, u
 .endm
 
-    .global be_bdot8x4
-    .type   be_bdot8x4, %function
-    .thumb_func
-be_bdot8x4:
-    push    {r3-r11, lr}
-    sub     sp, sp, #16
+/* The dot products of one pixel: pa, pw, d (r0-r2) in, the eight counts in r2-r9 out; the frame above. */
+.macro BDOT_BODY
     movs    ones, #0
     mov     twos, ones
     mov     fours, ones
@@ -178,9 +174,110 @@ be_bdot8x4:
     lsr     r7, r10, #16               /* c5 */
     lsr     r8, r9, #16                /* c6 */
     lsr     r9, r11, #16               /* c7 */
+.endm
+
+    .global be_bdot8x4
+    .type   be_bdot8x4, %function
+    .thumb_func
+be_bdot8x4:
+    push    {r3-r11, lr}
+    sub     sp, sp, #16
+    BDOT_BODY
     ldr     r0, [sp, #OUT]
     stmia   r0, {r2-r9}
     add     sp, sp, #16
     pop     {r3-r11, pc}
     .size   be_bdot8x4, .-be_bdot8x4
+
+/* void be_bdot8x4_rows(const uint32_t *a, const uint32_t *wq, uint32_t d, uint32_t pixels, const float mb[16],
+ *                      float *out, uint32_t out_stride);
+ *
+ * be_bdot8x4 for `pixels` consecutive pixels of a tile (a: pixel 0's lane of its column group; pixel p + 1 is
+ * the next lane, or lane 0 of the next group), each followed by the float transform of bgemm_cortexm.c's
+ * transform8 without clamp: out[j] = (float)count_j * mb[j] + mb[8 + j] (mb: 2 * multiplier, then bias),
+ * written to out + p * out_stride bytes. The sixteen constants stay in s16-s31 for the whole tile.
+ */
+    .equ R_OUT, 16    /* this pixel's output row */
+    .equ R_STRIDE, 20
+    .equ R_A, 24      /* this pixel's first activation word */
+    .equ R_WQ, 28
+    .equ R_D, 32
+    .equ R_LEFT, 36   /* pixels still to do */
+    .equ R_LANE, 40   /* lane of this pixel in its group */
+    .equ R_NEXT, 44   /* bytes from lane 3 of a group to lane 0 of the next: 16 d - 12 */
+    .equ R_FRAME, 48
+
+    .global be_bdot8x4_rows
+    .type   be_bdot8x4_rows, %function
+    .thumb_func
+be_bdot8x4_rows:
+    push    {r4-r11, lr}
+    vpush   {d8-d15}
+    sub     sp, sp, #R_FRAME
+    ldr     r4, [sp, #R_FRAME + 100]   /* mb (fifth argument) */
+    vldmia  r4, {s16-s31}
+    ldr     r4, [sp, #R_FRAME + 104]   /* out */
+    ldr     r5, [sp, #R_FRAME + 108]   /* out_stride */
+    strd    r4, r5, [sp, #R_OUT]
+    strd    r0, r1, [sp, #R_A]
+    strd    r2, r3, [sp, #R_D]
+    movs    r4, #0
+    lsls    r5, r2, #4
+    subs    r5, r5, #12
+    strd    r4, r5, [sp, #R_LANE]
+    cmp     r3, #0
+    beq     9f
+5:  ldrd    r0, r1, [sp, #R_A]
+    ldr     r2, [sp, #R_D]
+    BDOT_BODY
+    vmov    s0, s1, r2, r3
+    vmov    s2, s3, r4, r5
+    vmov    s4, s5, r6, r7
+    vmov    s6, s7, r8, r9
+    vcvt.f32.s32 s0, s0
+    vcvt.f32.s32 s1, s1
+    vcvt.f32.s32 s2, s2
+    vcvt.f32.s32 s3, s3
+    vcvt.f32.s32 s4, s4
+    vcvt.f32.s32 s5, s5
+    vcvt.f32.s32 s6, s6
+    vcvt.f32.s32 s7, s7
+    vmul.f32 s0, s0, s16
+    vmul.f32 s1, s1, s17
+    vmul.f32 s2, s2, s18
+    vmul.f32 s3, s3, s19
+    vmul.f32 s4, s4, s20
+    vmul.f32 s5, s5, s21
+    vmul.f32 s6, s6, s22
+    vmul.f32 s7, s7, s23
+    vadd.f32 s0, s0, s24
+    vadd.f32 s1, s1, s25
+    vadd.f32 s2, s2, s26
+    vadd.f32 s3, s3, s27
+    vadd.f32 s4, s4, s28
+    vadd.f32 s5, s5, s29
+    vadd.f32 s6, s6, s30
+    vadd.f32 s7, s7, s31
+    ldrd    r0, r1, [sp, #R_OUT]
+    vstmia  r0, {s0-s7}
+    add     r0, r0, r1
+    str     r0, [sp, #R_OUT]
+    ldrd    r2, r3, [sp, #R_LANE]      /* lane, 16 d - 12 */
+    ldr     r0, [sp, #R_A]
+    cmp     r2, #3
+    ite     eq
+    addeq   r0, r0, r3
+    addne   r0, r0, #4
+    add     r2, r2, #1
+    and     r2, r2, #3
+    str     r2, [sp, #R_LANE]
+    str     r0, [sp, #R_A]
+    ldr     r1, [sp, #R_LEFT]
+    subs    r1, r1, #1
+    str     r1, [sp, #R_LEFT]
+    bne     5b
+9:  add     sp, sp, #R_FRAME
+    vpop    {d8-d15}
+    pop     {r4-r11, pc}
+    .size   be_bdot8x4_rows, .-be_bdot8x4_rows
 #endif

@@ -165,8 +165,14 @@ void be_bgemm(const be_bgemm_args *a) {
     const uint32_t *w[8] = {NULL};
     size_t step[8] = {0};
     for (int j = 0; j < lanes; ++j) w[j] = channel_words(a, c0 + j, &step[j]);
-    float m2[8], bias[8];
+    float mb[16], *m2 = mb, *bias = mb + 8;
     for (int j = 0; j < n_out && fused; ++j) m2[j] = 2.0f * a->multiplier[c0 + j], bias[j] = a->bias[c0 + j];
+    if (fused && n_out == 8 && depth <= BDOT_CHUNK && !a->clamp) { /* the whole tile in one call */
+      be_bdot8x4_weights(w, step, depth, wq);
+      be_bdot8x4_rows(pixel_words(a, 0, 0), wq, (uint32_t)depth, (uint32_t)a->pixels, mb, a->out + c0,
+                      4u * (uint32_t)a->channels);
+      continue;
+    }
     for (int k0 = 0; k0 < depth; k0 += BDOT_CHUNK) {
       const int kn = min_int(BDOT_CHUNK, depth - k0), last = k0 + kn == depth;
       const uint32_t *wk[8];
