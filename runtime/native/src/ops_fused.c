@@ -425,7 +425,7 @@ BE_INLINE void run_pixels(const fused_state *st, const chain *ch, int n_steps, c
       if (p->pool) {
         float *acc = st->pooled + (size_t)(x / 2) * (size_t)c; /* ((v0 + v1) + v2) + v3, as ops_pool.c */
         if (y % 2 == 0 && x % 2 == 0) {
-          memcpy(acc, out, sizeof(float) * (size_t)c);
+          for (int j = 0; j < c; ++j) acc[j] = out[j]; /* not memcpy: picolibc's copies bytes */
         } else {
           for (int j = 0; j < c; ++j) acc[j] += out[j];
         }

@@ -140,6 +140,9 @@ void be_bdot8x4_weights(const uint32_t *const w[8], const size_t step[8], int de
   }
 }
 
+/* The partial counts between chunks of depth, in an accumulator or a float output row. */
+typedef int32_t __attribute__((may_alias)) alias_i32;
+
 /* Float output of eight channels c0.. from their counts: (float)(2 * count) * m + b, with the factor 2
  * moved into the multiplier (exact: both round the same real product). */
 static inline void transform8(const be_bgemm_args *a, const int32_t *counts, const float *m2, const float *bias, int n,
@@ -179,18 +182,18 @@ void be_bgemm(const be_bgemm_args *a) {
       for (int j = 0; j < 8; ++j) wk[j] = w[j] != NULL ? w[j] + (size_t)k0 * step[j] : NULL;
       be_bdot8x4_weights(wk, step, kn, wq);
       for (int p = 0; p < a->pixels; ++p) {
-        int32_t counts[8], before[8];
+        int32_t counts[8];
         be_bdot8x4(pixel_words(a, p, k0), wq, (uint32_t)kn, counts);
         float *row = fused ? a->out + (size_t)p * (size_t)a->channels + c0 : NULL;
         void *kept_at = fused ? (void *)row : (void *)(a->acc + (size_t)p * (size_t)a->acc_stride + c0);
+        alias_i32 *kept_counts = (alias_i32 *)kept_at; /* float output keeps them in its row (not memcpy: picolibc's copies bytes) */
         if (k0 > 0) {
-          memcpy(before, kept_at, sizeof(int32_t) * (size_t)kept);
-          for (int j = 0; j < kept; ++j) counts[j] += before[j];
+          for (int j = 0; j < kept; ++j) counts[j] += kept_counts[j];
         }
         if (fused && last) {
           transform8(a, counts, m2, bias, n_out, row);
         } else {
-          memcpy(kept_at, counts, sizeof(int32_t) * (size_t)kept);
+          for (int j = 0; j < kept; ++j) kept_counts[j] = counts[j];
         }
       }
     }
