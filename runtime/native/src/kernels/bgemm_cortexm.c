@@ -116,17 +116,23 @@ const char be_bgemm_name[] = "cortex-m-dsp";
 
 #define BDOT_CHUNK 64 /* be_bdot8x4 takes up to 126 words; this bounds the stack to 2 KiB */
 
+/* Swap the `mask` bits of *b with the (mask << shift) bits of *a (a delta swap: four instructions). */
 static inline void swap_blocks(uint32_t *a, uint32_t *b, unsigned shift, uint32_t mask) {
-  const uint32_t x = *a, y = *b;
-  *a = (x & mask) | ((y & mask) << shift);
-  *b = ((x >> shift) & mask) | (y & ~mask);
+  const uint32_t t = ((*a >> shift) ^ *b) & mask;
+  *b ^= t;
+  *a ^= t << shift;
 }
 
 void be_bdot8x4_weights(const uint32_t *const w[8], const size_t step[8], int depth, uint32_t *wq) {
+  static const uint32_t zero = 0;
+  const uint32_t *p[8];
+  size_t s[8];
+  for (int j = 0; j < 8; ++j) p[j] = w[j] != NULL ? w[j] : &zero, s[j] = w[j] != NULL ? step[j] : 0u;
   for (int d = 0; d < depth; ++d, wq += 8) {
     uint32_t v[8];
     for (int j = 0; j < 8; ++j) {
-      const uint32_t c = w[j] != NULL ? w[j][(size_t)d * step[j]] : 0u;
+      const uint32_t c = *p[j];
+      p[j] += s[j];
       v[j] = j ? (c >> (4 * j)) | (c << (32 - 4 * j)) : c; /* nibble r of v[j] = nibble (r + j) % 8 */
     }
     /* 8 x 8 transpose of nibbles (row j = v[j]): 4 x 4 blocks, then 2 x 2, then single nibbles */
