@@ -89,7 +89,8 @@ def test_binary_convolution_bit_exact_against_host_reference(board, tmp_path):
                                tmp_path, include_dirs=project.ENGINE_INCLUDES, stack_bytes=16384)
     cases = [(64, 32, 3, 1, 1), (45, 12, 3, 2, 1), (128, 20, 1, 1, 1), (32, 64, 3, 1, 2), (96, 36, 2, 2, 1),
              (256, 24, 3, 1, 1)]  # the last: 72 words deep, more than one chunk of the M4 kernel
-    for cin, cout, k, stride, dilation in cases:
+    tiles = (4, 12, 64, 8, 20, 16)  # tiles of several column groups: the M4 kernel steps from group to group
+    for (cin, cout, k, stride, dilation), tile in zip(cases, tiles, strict=True):
         in_h, in_w = 9, 8
         eff = (k - 1) * dilation + 1
         oh, ow = -(-in_h // stride), -(-in_w // stride)
@@ -103,7 +104,7 @@ def test_binary_convolution_bit_exact_against_host_reference(board, tmp_path):
         blocked = _channel_blocked(w.view(np.int32)).view(np.uint32)  # the blob's layout (kernels/bgemm.h)
         mult = rng.normal(0, 0.1, cout).astype(np.float32)
         bias = rng.normal(0, 2, cout).astype(np.float32)
-        header = (in_h, in_w, cin, cout, k, k, stride, stride, dilation, dilation, pt, pl, oh, ow, 4)
+        header = (in_h, in_w, cin, cout, k, k, stride, stride, dilation, dilation, pt, pl, oh, ow, tile)
         (tmp_path / "case.bin").write_bytes(np.array(header, np.int32).tobytes() + x.tobytes() + blocked.tobytes()
                                             + mult.tobytes() + bias.tobytes())
         run = qemu.run(firmware, tmp_path, timeout=300)
