@@ -49,6 +49,11 @@ int main(void) {
             else
                 for (int p = 0; p < npix; p++) variants[v].fn(patches + p * k, weights, k, n, out + p * n);
             bsp_mark();
+            for (int i = 0; i < npix * n && variants[v].float_counts; i++) {
+                float f;
+                memcpy(&f, &out[i], sizeof f);
+                out[i] = (int32_t)f;
+            }
             snprintf(line, sizeof line, "region %s %d %d %d\n", variants[v].name, k, n, npix);
             bsp_puts(line);
             if (memcmp(ref, out, (size_t)(npix * n) * 4) != 0) {

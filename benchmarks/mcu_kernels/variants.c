@@ -258,6 +258,19 @@ static void layer_engine(const uint32_t *patches, int npix, int k, const uint32_
     be_bgemm(&g);
 }
 
+/* The same with float output, as the model's fused binary convolutions run it (be_bdot8x4_rows on DSP cores:
+ * the float transform on the FPU): multiplier 0.5 and bias 0 make each output its count, as a float in the
+ * counts buffer (the harness converts it after the measured region). */
+static void layer_engine_float(const uint32_t *patches, int npix, int k, const uint32_t *w, int n_out, int32_t *counts) {
+    static float half[128], zero[128];
+    for (int c = 0; c < n_out; c++) half[c] = 0.5f, zero[c] = 0.0f;
+    be_bgemm_args g;
+    memset(&g, 0, sizeof g);
+    g.cols = to_groups(patches, npix, k), g.pixels = npix, g.depth = k, g.weights = w, g.channels = n_out;
+    g.out = (float *)(void *)counts, g.multiplier = half, g.bias = zero, g.clamp_max = 2 * 32 * k;
+    be_bgemm(&g);
+}
+
 /* The blob's layout (kernels/bgemm.h) from [n_out/4][k][4]. */
 static void prepare_blob(const uint32_t *w4, int k, int n_out, uint32_t *w) {
     for (int c = 0; c < n_out; c++)
@@ -284,20 +297,21 @@ static void layer_rot8x4(const uint32_t *patches, int npix, int k, const uint32_
 #endif
 
 const variant_t variants[] = {
-    {"engine_be_bgemm", 0, layer_engine, prepare_blob},
-    {"builtin_popcount", dot_builtin, 0, 0},
-    {"lut8", dot_lut8, 0, 0},
-    {"swar", dot_swar, 0, 0},
-    {"swar_nibble_acc", dot_swar_acc, 0, 0},
-    {"harley_seal8", dot_hs8, 0, 0},
-    {"rot4x8_harley_seal", 0, layer_rot4x8, prepare_rot4x8},
+    {"engine_be_bgemm", 0, layer_engine, prepare_blob, 0},
+    {"engine_be_bgemm_float", 0, layer_engine_float, prepare_blob, 1},
+    {"builtin_popcount", dot_builtin, 0, 0, 0},
+    {"lut8", dot_lut8, 0, 0, 0},
+    {"swar", dot_swar, 0, 0, 0},
+    {"swar_nibble_acc", dot_swar_acc, 0, 0, 0},
+    {"harley_seal8", dot_hs8, 0, 0, 0},
+    {"rot4x8_harley_seal", 0, layer_rot4x8, prepare_rot4x8, 0},
 #if defined(__ARM_FEATURE_DSP) && !defined(__ARM_FEATURE_MVE)
-    {"rot4x8_harley_seal_asm", 0, layer_rot4x8_asm, prepare_rot4x8},
-    {"engine_rot8x4_pairs_kernel", 0, layer_rot8x4, prepare_rot8x4},
+    {"rot4x8_harley_seal_asm", 0, layer_rot4x8_asm, prepare_rot4x8, 0},
+    {"engine_rot8x4_pairs_kernel", 0, layer_rot8x4, prepare_rot8x4, 0},
 #endif
 #if defined(__ARM_FEATURE_MVE)
-    {"mve_gather_lut8", dot_mve_gather, 0, 0},
-    {"mve_swar", dot_mve_swar, 0, 0},
+    {"mve_gather_lut8", dot_mve_gather, 0, 0, 0},
+    {"mve_swar", dot_mve_swar, 0, 0, 0},
 #endif
 };
 const int n_variants = (int)(sizeof variants / sizeof variants[0]);

@@ -19,6 +19,7 @@ typedef struct {
     dot_fn fn;      /* per-pixel kernel on weights [n_out][k] (channel-contiguous), or NULL */
     layer_fn layer; /* whole-layer kernel, or NULL */
     prepare_fn prepare;
+    int float_counts; /* the layer writes its counts as floats; the harness converts them after the region */
 } variant_t;
 
 extern const variant_t variants[];
