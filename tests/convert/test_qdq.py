@@ -97,7 +97,9 @@ def test_int8_model_keeps_the_grids_and_float_models_round_exactly(tmp_path):
     interpreter.allocate_tensors()
     details = {d["index"]: d for d in interpreter.get_tensor_details()}
     convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
-    assert all(details[op["inputs"][0]]["dtype"] == np.int8 for op in convs)  # fully int8
+    # the float stem before the first quantize point stays float; from the point on, int8
+    assert [str(details[op["inputs"][0]]["dtype"]) for op in convs] == ["<class 'numpy.float32'>"] + [
+        "<class 'numpy.int8'>"] * 3
     grid_conv, grid_dw = convs[1], convs[2]
     weight = details[grid_conv["inputs"][1]]
     ohwi = interpreter.get_tensor(weight["index"])
@@ -107,6 +109,41 @@ def test_int8_model_keeps_the_grids_and_float_models_round_exactly(tmp_path):
     dw = interpreter.get_tensor(details[grid_dw["inputs"][1]]["index"])
     assert np.array_equal(dw[0], dw_codes[:, 0].transpose(1, 2, 0))
     assert np.allclose(details[grid_dw["inputs"][1]]["quantization_parameters"]["scales"], 0.05, rtol=1e-6)
+
+
+def test_only_the_integer_part_is_calibrated(tmp_path):
+    """The input and the float stem before the first quantize point get no calibrated range; everything
+    computed from the point or a grid conv does."""
+    from convert.int8_qat import calibration_ranges, integer_part
+
+    _qdq_net(tmp_path / "m.onnx")
+    graph = load_graph(tmp_path / "m.onnx")
+    (point_out,) = graph.quantize_points
+    point = graph.quantize_points[point_out]
+    stem = graph.producer(graph.producer(point.source).input[0])  # Relu before the point's Clip
+    integer = integer_part(graph)
+    assert graph.input_name not in integer and not set(stem.output) & integer and point_out in integer
+    assert graph.output_name in integer
+    ranges = calibration_ranges(graph, np.random.default_rng(0).normal(0, 1, (4, 8, 8, 2)).astype(np.float32))
+    assert graph.input_name not in ranges and stem.output[0] not in ranges
+    assert ranges[point.source] == point.range  # the Clip only the point reads: the point's range
+    assert set(ranges) - {point.source} <= integer and graph.output_name in ranges
+
+
+def test_a_grid_conv_without_quantize_point_reads_an_int8_tensor(tmp_path):
+    """QAF's form (weight grids, no activation points): the tensor a grid conv reads is in the integer part,
+    the float stem computing it is not."""
+    from convert.int8_qat import integer_part
+
+    net = OnnxNet((1, 2, 8, 8))
+    stem = net.op("Relu", [net.conv(net.input, net.rng.normal(0, 0.5, (4, 2, 3, 3)).astype(np.float32), pads=1)])
+    x = net.op("Conv", [stem, _grid_weight(net, net.rng.integers(-7, 8, (4, 4, 1, 1)), 0.1)], kernel_shape=[1, 1])
+    x = net.op("Flatten", [net.op("GlobalAveragePool", [x])])
+    net.save(tmp_path / "m.onnx", net.op("Gemm", [x, net.const(np.ones((3, 4)))], transB=1), output_shape=[1, 3])
+    graph = load_graph(tmp_path / "m.onnx")
+    integer = integer_part(graph)
+    assert stem in integer and graph.output_name in integer
+    assert graph.input_name not in integer and graph.producer(stem).input[0] not in integer  # the stem conv's output
 
 
 def test_dequantize_of_a_tensor_without_its_quantize_is_a_clear_error(tmp_path):
