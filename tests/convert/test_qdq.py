@@ -4,6 +4,7 @@ exactly the ONNX codes and whose quantize points hold exactly the ONNX scale and
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -157,3 +158,25 @@ def test_dequantize_of_a_tensor_without_its_quantize_is_a_clear_error(tmp_path):
 
     with pytest.raises(UnsupportedOpError, match="(Cast|DequantizeLinear)"):
         build_keras_model(graph)
+
+
+def test_int8_agreement_benchmark_measures_the_rebuilt_int8_model(tmp_path):
+    import onnxruntime as ort
+
+    from benchmarks import int8_agreement
+
+    run = tmp_path / "run"
+    run.mkdir()
+    _qdq_net(run / "model.onnx")
+    rng = np.random.default_rng(1)
+    x = rng.normal(0, 1, (32, 2, 8, 8)).astype(np.float32)
+    session = ort.InferenceSession(str(run / "model.onnx"), providers=["CPUExecutionProvider"])
+    logits = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1]})[0] for i in range(len(x))])
+    np.savez(run / "eval.npz", x=x, y=logits.argmax(1), torch_logits=logits)
+    np.savez(run / "calib.npz", x=x[:16])
+    out = tmp_path / "int8.json"
+    assert int8_agreement.main([str(run), "--results", str(out)]) == 0
+    (entry,) = json.loads(out.read_text()).values()
+    assert entry["images"] == 32 and entry["torch_top1"] == 1.0 and entry["agreement"] >= 0.9
+    assert entry["int8_grids"] == {"grid_convs": 2, "exact": 2, "missing": []}
+    assert entry["ops"].get("QUANTIZE", 0) >= 1 and entry["int8_bytes"] > 0

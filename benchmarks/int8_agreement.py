@@ -1,0 +1,88 @@
+"""Benchmark: the int8 flatbuffer of grid runs (UniQ W2A2/W4A4, QAF), rebuilt with the current converter
+and run on the host over the run's whole eval set, without re-making the LCE / fp32 models and their
+parity runs (``bitat-edge convert run`` does all of that; on a busy 2-core machine it takes ~30 min).
+
+Uses ``convert.int8_qat.convert_int8_qat`` on the run's model.onnx and calib.npz (what the convert
+pipeline does for a graph with integer grids), runs the flatbuffer with the TFLite interpreter on every
+image of eval.npz and compares its top-1 with the PyTorch logits stored there. The run directory is
+only read. Writes one entry per run into ``results/int8_agreement.json`` (other runs' entries kept).
+
+    .venv/bin/python benchmarks/int8_agreement.py runs/bench_methods_fmnist/uniq_w2a2_s0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from bitat_edge.atomic import write_json
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))  # this checkout's convert/, not the installed one
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("run_dirs", type=Path, nargs="+", help="exported runs (model.onnx, eval.npz, calib.npz)")
+    p.add_argument("--results", type=Path, default=REPO / "results" / "int8_agreement.json", help="result file")
+    args = p.parse_args(argv)
+    for run in args.run_dirs:
+        missing = [f for f in ("model.onnx", "eval.npz", "calib.npz") if not (run / f).is_file()]
+        if missing:
+            p.error(f"{run}: no {', '.join(missing)} (export the run first: python -m train.cli export {run})")
+    return args
+
+
+def measure(run: Path) -> dict[str, object]:
+    """Rebuild the int8 flatbuffer of ``run`` and measure it against the stored PyTorch logits."""
+    import tensorflow as tf
+
+    from convert.int8_qat import convert_int8_qat, grid_check
+    from convert.onnx_graph import load_graph
+
+    graph = load_graph(run / "model.onnx")
+    with np.load(run / "eval.npz") as ev, np.load(run / "calib.npz") as calib:
+        x, labels, torch_logits = ev["x"].transpose(0, 2, 3, 1).astype(np.float32), ev["y"], ev["torch_logits"]
+        x_calib = calib["x"].transpose(0, 2, 3, 1).astype(np.float32)
+    start = time.perf_counter()
+    flatbuffer = convert_int8_qat(graph, x_calib)
+    seconds = time.perf_counter() - start
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
+    logits = np.empty_like(torch_logits)
+    for i in range(len(x)):
+        interpreter.set_tensor(inp, x[i:i + 1])
+        interpreter.invoke()
+        logits[i] = interpreter.get_tensor(out)[0]
+    ops: dict[str, int] = {}
+    for op in interpreter._get_ops_details():
+        ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
+    return {"images": len(x), "agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
+            "int8_top1": float(np.mean(logits.argmax(1) == labels)),
+            "torch_top1": float(np.mean(torch_logits.argmax(1) == labels)),
+            "max_abs_logit_diff": float(np.abs(logits - torch_logits).max()), "int8_bytes": len(flatbuffer),
+            "int8_grids": grid_check(graph, flatbuffer), "ops": ops, "calibration_images": len(x_calib),
+            "int8_convert_seconds": round(seconds, 1)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    results = json.loads(args.results.read_text(encoding="utf-8")) if args.results.is_file() else {}
+    for run in args.run_dirs:
+        entry = measure(run)
+        results[os.path.relpath(run.resolve(), REPO)] = entry
+        write_json(args.results, results)
+        print(f"{run}: agreement {100 * entry['agreement']:.2f} %, int8 top-1 {100 * entry['int8_top1']:.2f} %, "
+              f"grids exact {entry['int8_grids']['exact']} of {entry['int8_grids']['grid_convs']}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
