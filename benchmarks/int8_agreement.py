@@ -74,9 +74,9 @@ def measure(run: Path) -> dict[str, object]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    results = json.loads(args.results.read_text(encoding="utf-8")) if args.results.is_file() else {}
     for run in args.run_dirs:
-        entry = measure(run)
+        entry = measure(run)  # minutes: read the file after it, so runs measured meanwhile are kept
+        results = json.loads(args.results.read_text(encoding="utf-8")) if args.results.is_file() else {}
         results[os.path.relpath(run.resolve(), REPO)] = entry
         write_json(args.results, results)
         print(f"{run}: agreement {100 * entry['agreement']:.2f} %, int8 top-1 {100 * entry['int8_top1']:.2f} %, "
