@@ -41,35 +41,25 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def measure(run: Path) -> dict[str, object]:
     """Rebuild the int8 flatbuffer of ``run`` and measure it against the stored PyTorch logits."""
-    import tensorflow as tf
-
+    from convert.engines import nchw_to_nhwc, run_tflite
     from convert.int8_qat import convert_int8_qat, grid_check
+    from convert.lce import op_histogram
     from convert.onnx_graph import load_graph
 
     graph = load_graph(run / "model.onnx")
     with np.load(run / "eval.npz") as ev, np.load(run / "calib.npz") as calib:
-        x, labels, torch_logits = ev["x"].transpose(0, 2, 3, 1).astype(np.float32), ev["y"], ev["torch_logits"]
-        x_calib = calib["x"].transpose(0, 2, 3, 1).astype(np.float32)
+        x, labels, torch_logits = nchw_to_nhwc(ev["x"]), ev["y"], ev["torch_logits"]
+        x_calib = nchw_to_nhwc(calib["x"])
     start = time.perf_counter()
     flatbuffer = convert_int8_qat(graph, x_calib)
     seconds = time.perf_counter() - start
-    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
-    interpreter.allocate_tensors()
-    inp, out = interpreter.get_input_details()[0]["index"], interpreter.get_output_details()[0]["index"]
-    logits = np.empty_like(torch_logits)
-    for i in range(len(x)):
-        interpreter.set_tensor(inp, x[i:i + 1])
-        interpreter.invoke()
-        logits[i] = interpreter.get_tensor(out)[0]
-    ops: dict[str, int] = {}
-    for op in interpreter._get_ops_details():
-        ops[op["op_name"]] = ops.get(op["op_name"], 0) + 1
+    logits = run_tflite(flatbuffer, x)  # default delegates, as the convert pipeline's parity check
     return {"images": len(x), "agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
             "int8_top1": float(np.mean(logits.argmax(1) == labels)),
             "torch_top1": float(np.mean(torch_logits.argmax(1) == labels)),
             "max_abs_logit_diff": float(np.abs(logits - torch_logits).max()), "int8_bytes": len(flatbuffer),
-            "int8_grids": grid_check(graph, flatbuffer), "ops": ops, "calibration_images": len(x_calib),
-            "int8_convert_seconds": round(seconds, 1)}
+            "int8_grids": grid_check(graph, flatbuffer), "ops": op_histogram(flatbuffer),
+            "calibration_images": len(x_calib), "int8_convert_seconds": round(seconds, 1)}
 
 
 def main(argv: list[str] | None = None) -> int:
