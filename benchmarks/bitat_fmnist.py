@@ -63,6 +63,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs of every quantized run [default: the BiTAT config's optim.epochs]")
     p.add_argument("--seeds", default="0", help="comma-separated seeds [default: 0]")
+    p.add_argument("--float-seeds", default=None,
+                   help="comma-separated seeds of the float row, a subset of --seeds [default: --seeds]; e.g. only --float-run's seed when\n"
+                        "there is no budget to train the other seeds' float models (the table shows the seeds used)")
     p.add_argument("--only", default=",".join(VARIANTS),
                    help=f"comma-separated subset of: {', '.join(VARIANTS)} (the teacher float run always runs)")
     p.add_argument("--float-config", type=Path, default=REPO / "configs" / "fmnist_float.yaml")
@@ -76,12 +79,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="config override for every run (method.* keys: BiTAT variants only); repeatable")
     args = p.parse_args(argv)
-    try:
-        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
-    except ValueError:
-        p.error(f"--seeds must be comma-separated integers, got {args.seeds!r}")
+    for name in ("seeds", "float_seeds"):
+        given = getattr(args, name)
+        if given is None:
+            continue
+        try:
+            setattr(args, name, [int(s) for s in given.split(",") if s.strip()])
+        except ValueError:
+            p.error(f"--{name.replace('_', '-')} must be comma-separated integers, got {given!r}")
     if not args.seeds:
         p.error("--seeds: give at least one seed")
+    if args.float_seeds is None:
+        args.float_seeds = args.seeds
+    if not set(args.float_seeds) <= set(args.seeds):
+        p.error(f"--float-seeds {args.float_seeds} must be a subset of --seeds {args.seeds}")
     only = [v.strip() for v in args.only.split(",") if v.strip()]
     unknown = [v for v in only if v not in VARIANTS]
     if unknown:
@@ -193,13 +204,13 @@ def main(argv: list[str] | None = None) -> int:
             record(row)
             print(f"the teacher float run (seed {teacher_seed}) failed; nothing else can run", file=sys.stderr)
             return 1
-        if "float" in args.only and teacher_seed in args.seeds:
+        if "float" in args.only and teacher_seed in args.float_seeds:
             record(row)
     teacher = teacher_run / "checkpoints" / "best.pt"
     for seed in args.seeds:
         for variant in args.only:
-            if variant == "float" and seed == teacher_seed and args.float_run is None:
-                continue  # recorded above
+            if variant == "float" and (seed not in args.float_seeds or (seed == teacher_seed and args.float_run is None)):
+                continue  # not asked for, or recorded above
             record(run_one(variant, seed, args, teacher))
     print(to_markdown(rows))
     return 0 if all(r["status"] == "ok" for r in rows) else 1
