@@ -345,11 +345,62 @@ BE_INLINE void chain_pixel(const chain *ch, int n_steps, const int *kinds, int c
   }
 }
 
+#if BE_FUSED_MLA16
+/* One compare of s<a> with <b>; the carry is set unless s<a> < <b> (C clear only for "less than"; also set
+ * when unordered) and shifts into bits: 32 of them, channel 31 first, leave the complement of the word. */
+#define BE_QCMP(a, b) "vcmpe.f32 s" #a ", " b "\nvmrs APSR_nzcv, fpscr\nadc %[bits], %[bits], %[bits]\n"
+#define BE_QCMP16_T                                                                                        \
+  BE_QCMP(15, "s31") BE_QCMP(14, "s30") BE_QCMP(13, "s29") BE_QCMP(12, "s28") BE_QCMP(11, "s27") BE_QCMP(10, "s26") \
+  BE_QCMP(9, "s25") BE_QCMP(8, "s24") BE_QCMP(7, "s23") BE_QCMP(6, "s22") BE_QCMP(5, "s21") BE_QCMP(4, "s20")      \
+  BE_QCMP(3, "s19") BE_QCMP(2, "s18") BE_QCMP(1, "s17") BE_QCMP(0, "s16")
+#define BE_QCMP16_0                                                                                         \
+  BE_QCMP(15, "#0") BE_QCMP(14, "#0") BE_QCMP(13, "#0") BE_QCMP(12, "#0") BE_QCMP(11, "#0") BE_QCMP(10, "#0") \
+  BE_QCMP(9, "#0") BE_QCMP(8, "#0") BE_QCMP(7, "#0") BE_QCMP(6, "#0") BE_QCMP(5, "#0") BE_QCMP(4, "#0")      \
+  BE_QCMP(3, "#0") BE_QCMP(2, "#0") BE_QCMP(1, "#0") BE_QCMP(0, "#0")
+
+/* Bit i set when v[i] < t[i], i < 32: for finite or infinite floats without flush-to-zero (the reset
+ * FPSCR) that is v[i] - t[i] < 0 (an exact difference is 0 only when they are equal), NaNs false in both.
+ * Sixteen values and thresholds per vldm; three instructions per channel. */
+static inline uint32_t quantize32_t(const float *v, const float *t) {
+  uint32_t bits = 0;
+  v += 16, t += 16;
+  __asm__("vldmia %[v], {s0-s15}\n"
+          "vldmia %[t], {s16-s31}\n" BE_QCMP16_T
+          "vldmdb %[v]!, {s0-s15}\n"
+          "vldmdb %[t]!, {s16-s31}\n" BE_QCMP16_T
+          : [bits] "+r"(bits), [v] "+r"(v), [t] "+r"(t)
+          :
+          : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15",
+            "s16", "s17", "s18", "s19", "s20", "s21", "s22", "s23", "s24", "s25", "s26", "s27", "s28", "s29", "s30",
+            "s31", "cc", "memory");
+  return ~bits;
+}
+
+/* Bit i set when v[i] < 0, i < 32 (-0.0 and NaNs not). */
+static inline uint32_t quantize32_0(const float *v) {
+  uint32_t bits = 0;
+  v += 16;
+  __asm__("vldmia %[v], {s0-s15}\n" BE_QCMP16_0
+          "vldmdb %[v]!, {s0-s15}\n" BE_QCMP16_0
+          : [bits] "+r"(bits), [v] "+r"(v)
+          :
+          : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", "s15", "cc",
+            "memory");
+  return ~bits;
+}
+#endif
+
 /* LceQuantize of v - t (t NULL: of v) for channels [0, c): bit j of word j / 32 set when negative. */
 static void quantize_pixel(const float *restrict v, const float *restrict t, int c, uint32_t *restrict out) {
   for (int w0 = 0; w0 < c; w0 += 32) {
     const int n = be_min(32, c - w0);
     uint32_t bits = 0;
+#if BE_FUSED_MLA16
+    if (n == 32) {
+      out[w0 / 32] = t != NULL ? quantize32_t(v + w0, t + w0) : quantize32_0(v + w0);
+      continue;
+    }
+#endif
     if (n == 32 && t != NULL) { /* fully unrolled: one compare and one conditional OR per channel */
       BE_UNROLL_32
       for (int i = 0; i < 32; ++i) {
