@@ -325,10 +325,54 @@ typedef struct {
   const float *thresholds[2];
 } chain;
 
+#if BE_FUSED_MLA16
+/* The converter's step sequences on eight channels at a time (s0-s7 the values, s8-s15 a row's constants):
+ * the same single-precision operations in the same order as chain_pixel's loop, with vldm/vstm bursts. The
+ * rows and out advance together, so out may be src or the residual, as there. */
+#define BE_LOAD8(ptr) "vldmia %[" ptr "]!, {s8-s15}\n"
+#define BE_OP8(op)                                                                                             \
+  op " s0, s0, s8\n" op " s1, s1, s9\n" op " s2, s2, s10\n" op " s3, s3, s11\n" op " s4, s4, s12\n" op " s5, s5, s13\n" \
+  op " s6, s6, s14\n" op " s7, s7, s15\n"
+#define BE_PRELU1(a, k) "vcmp.f32 s" #a ", #0\nvmrs APSR_nzcv, fpscr\nit lt\nvmullt.f32 s" #a ", s" #a ", s" #k "\n"
+#define BE_PRELU8                                                                                          \
+  BE_PRELU1(0, 8) BE_PRELU1(1, 9) BE_PRELU1(2, 10) BE_PRELU1(3, 11) BE_PRELU1(4, 12) BE_PRELU1(5, 13) BE_PRELU1(6, 14) \
+  BE_PRELU1(7, 15)
+#define BE_CHAIN8(steps)                                                                                       \
+  __asm__ volatile("1:\nvldmia %[src]!, {s0-s7}\n" steps "vstmia %[out]!, {s0-s7}\nsubs %[n], %[n], #1\nbne 1b\n"   \
+                   : [src] "+r"(src), [out] "+r"(out), [n] "+r"(n8), [k0] "+r"(k0), [k1] "+r"(k1), [k2] "+r"(k2),     \
+                     [res] "+r"(res)                                                                              \
+                   :                                                                                              \
+                   : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", \
+                     "s15", "cc", "memory")
+
+/* RPRELU_RESIDUAL, RPRELU and PRELU_ADD (below) on c channels, c a positive multiple of 8; 0 for other steps. */
+static int chain8(const chain *ch, int n_steps, const int *kinds, int c, const float *src, const float *res, float *out) {
+  int n8 = c / 8;
+  const int residual = n_steps == 4 && kinds[0] == STEP_RESIDUAL;
+  const float *const *rows = ch->step_rows + residual;
+  const float *k0 = rows[0], *k1 = rows[1], *k2 = rows[2];
+  if (n8 < 1 || c % 8) return 0;
+  if (residual && kinds[1] == STEP_SUB && kinds[2] == STEP_PRELU && kinds[3] == STEP_ADD) {
+    BE_CHAIN8(BE_LOAD8("res") BE_OP8("vadd.f32") BE_LOAD8("k0") BE_OP8("vsub.f32") BE_LOAD8("k1") BE_PRELU8
+                  BE_LOAD8("k2") BE_OP8("vadd.f32"));
+  } else if (n_steps == 3 && kinds[0] == STEP_SUB && kinds[1] == STEP_PRELU && kinds[2] == STEP_ADD) {
+    BE_CHAIN8(BE_LOAD8("k0") BE_OP8("vsub.f32") BE_LOAD8("k1") BE_PRELU8 BE_LOAD8("k2") BE_OP8("vadd.f32"));
+  } else if (n_steps == 2 && kinds[0] == STEP_PRELU && kinds[1] == STEP_ADD) {
+    BE_CHAIN8(BE_LOAD8("k0") BE_PRELU8 BE_LOAD8("k1") BE_OP8("vadd.f32"));
+  } else {
+    return 0;
+  }
+  return 1;
+}
+#endif
+
 /* The chain on channels [0, c) of one pixel into out (y itself, or the scratch row). n_steps and kinds
  * are compile-time constants in the specialized callers (see fused_run): straight-line steps. */
 BE_INLINE void chain_pixel(const chain *ch, int n_steps, const int *kinds, int c, const float *src,
                            const float *restrict res, float *out) {
+#if BE_FUSED_MLA16
+  if (chain8(ch, n_steps, kinds, c, src, res, out)) return;
+#endif
   for (int j = 0; j < c; ++j) {
     float v = src[j];
     for (int i = 0; i < n_steps; ++i) {
