@@ -345,14 +345,23 @@ typedef struct {
                    : "s0", "s1", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "s12", "s13", "s14", \
                      "s15", "cc", "memory")
 
-/* RPRELU_RESIDUAL, RPRELU and PRELU_ADD (below) on c channels, c a positive multiple of 8; 0 for other steps. */
+/* out = src + res on 8 * n8 floats, n8 >= 1 (a shortcut add; a pool's running sum). */
+static void add8(const float *src, const float *res, float *out, int n8) {
+  const float *k0 = NULL, *k1 = NULL, *k2 = NULL;
+  BE_CHAIN8(BE_LOAD8("res") BE_OP8("vadd.f32"));
+}
+
+/* RPRELU_RESIDUAL, RPRELU, PRELU_ADD and RESIDUAL (below) on c channels, c a positive multiple of 8; 0 for
+ * other steps. */
 static int chain8(const chain *ch, int n_steps, const int *kinds, int c, const float *src, const float *res, float *out) {
   int n8 = c / 8;
   const int residual = n_steps == 4 && kinds[0] == STEP_RESIDUAL;
   const float *const *rows = ch->step_rows + residual;
   const float *k0 = rows[0], *k1 = rows[1], *k2 = rows[2];
   if (n8 < 1 || c % 8) return 0;
-  if (residual && kinds[1] == STEP_SUB && kinds[2] == STEP_PRELU && kinds[3] == STEP_ADD) {
+  if (n_steps == 1 && kinds[0] == STEP_RESIDUAL) {
+    add8(src, res, out, n8);
+  } else if (residual && kinds[1] == STEP_SUB && kinds[2] == STEP_PRELU && kinds[3] == STEP_ADD) {
     BE_CHAIN8(BE_LOAD8("res") BE_OP8("vadd.f32") BE_LOAD8("k0") BE_OP8("vsub.f32") BE_LOAD8("k1") BE_PRELU8
                   BE_LOAD8("k2") BE_OP8("vadd.f32"));
   } else if (n_steps == 3 && kinds[0] == STEP_SUB && kinds[1] == STEP_PRELU && kinds[2] == STEP_ADD) {
@@ -521,6 +530,10 @@ BE_INLINE void run_pixels(const fused_state *st, const chain *ch, int n_steps, c
         float *acc = st->pooled + (size_t)(x / 2) * (size_t)c; /* ((v0 + v1) + v2) + v3, as ops_pool.c */
         if (y % 2 == 0 && x % 2 == 0) {
           for (int j = 0; j < c; ++j) acc[j] = out[j]; /* not memcpy: picolibc's copies bytes */
+#if BE_FUSED_MLA16
+        } else if (c % 8 == 0) {
+          add8(acc, out, acc, c / 8);
+#endif
         } else {
           for (int j = 0; j < c; ++j) acc[j] += out[j];
         }
