@@ -137,7 +137,10 @@ void be_bdot8x4_weights(const uint32_t *const w[8], const size_t step[8], int de
     }
     /* 8 x 8 transpose of nibbles (row j = v[j]): 4 x 4 blocks, then 2 x 2, then single nibbles */
     for (int j = 0; j < 4; ++j) swap_blocks(&v[j], &v[j + 4], 16, 0x0000FFFFu);
-    for (int j = 0; j < 8; j += (j & 1) ? 3 : 1) swap_blocks(&v[j], &v[j + 2], 8, 0x00FF00FFu);
+    swap_blocks(&v[0], &v[2], 8, 0x00FF00FFu); /* written out: GCC keeps a loop over j = 0, 1, 4, 5 on the stack */
+    swap_blocks(&v[1], &v[3], 8, 0x00FF00FFu);
+    swap_blocks(&v[4], &v[6], 8, 0x00FF00FFu);
+    swap_blocks(&v[5], &v[7], 8, 0x00FF00FFu);
     for (int j = 0; j < 8; j += 2) swap_blocks(&v[j], &v[j + 1], 4, 0x0F0F0F0Fu);
     for (int q = 0; q < 4; ++q) {
       wq[2 * q] = v[2 * q];
