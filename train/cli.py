@@ -55,11 +55,15 @@ def _reuse_finished(run: RunDir, cfg: TrainConfig) -> bool:
         top1 = None
     shown = f" (test top-1 {100 * top1:.2f}%)" if isinstance(top1, (int, float)) else ""
     click.echo(f"reusing the finished run in {run.root}{shown}")
-    if cfg.run.export and not run.manifest.is_file():  # cut off during the export, which writes the manifest last
+    return True
+
+
+def _finish_export(run: RunDir, cfg: TrainConfig) -> None:
+    """Export a finished run that was cut off during its export (the export writes the manifest last)."""
+    if cfg.run.export and not run.manifest.is_file():
         from train.export import export_run
 
         click.echo(f"its export was not finished; exported {export_run(run.root)}")
-    return True
 
 
 @click.group(name="train", cls=_OneLineErrors, help="Train float and quantized models (PyTorch).")
@@ -89,6 +93,7 @@ def run_command(config: Path, out: Path | None, overrides: tuple[str, ...], data
     if reuse and resume is False:
         raise click.ClickException("--reuse keeps or resumes a run, --no-resume starts over: pass only one")
     if reuse and _reuse_finished(run, cfg):
+        _finish_export(run, cfg)
         return
     if resume is None:
         resume = run.last.is_file()
