@@ -88,8 +88,9 @@ def test_binary_convolution_bit_exact_against_host_reference(board, tmp_path):
                                                   "app": [project.FIRMWARE_DIR / "bconv_case.c"]},
                                tmp_path, include_dirs=project.ENGINE_INCLUDES, stack_bytes=16384)
     cases = [(64, 32, 3, 1, 1), (45, 12, 3, 2, 1), (128, 20, 1, 1, 1), (32, 64, 3, 1, 2), (96, 36, 2, 2, 1),
-             (256, 24, 3, 1, 1)]  # the last: 72 words deep, more than one chunk of the M4 kernel
-    tiles = (4, 12, 64, 8, 20, 16)  # tiles of several column groups: the M4 kernel steps from group to group
+             (256, 24, 3, 1, 1),  # 72 words deep, more than one chunk of the M4 kernel
+             (32, 16, 1, 1, 1), (64, 16, 1, 1, 1), (96, 8, 1, 1, 1), (224, 16, 1, 1, 1)]  # 1, 2, 3, 7 words deep
+    tiles = (4, 12, 64, 8, 20, 16, 8, 64, 12, 20)  # of several column groups: the M4 kernel steps between groups
     for (cin, cout, k, stride, dilation), tile in zip(cases, tiles, strict=True):
         in_h, in_w = 9, 8
         eff = (k - 1) * dilation + 1

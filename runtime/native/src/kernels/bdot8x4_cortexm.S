@@ -195,89 +195,253 @@ be_bdot8x4:
  * be_bdot8x4 for `pixels` consecutive pixels of a tile (a: pixel 0's lane of its column group; pixel p + 1 is
  * the next lane, or lane 0 of the next group), each followed by the float transform of bgemm_cortexm.c's
  * transform8 without clamp: out[j] = (float)count_j * mb[j] + mb[8 + j] (mb: 2 * multiplier, then bias),
- * written to out + p * out_stride bytes. The sixteen constants stay in s16-s31 for the whole tile.
+ * written to out + p * out_stride bytes; 1 <= d <= 126.
+ *
+ * Its own arrangement of the carry-save chain: activation words in blocks of four, whose two weight-16
+ * planes are counted in nibble lanes and added (<= 8 per lane) before one split into the byte-lane
+ * accumulators (weight 16); the last one or two words leave a weight-16 plane in r1 that the final count
+ * takes directly. A copy of the pixel loop for each (d >= 4, d % 4) keeps the branches out of it. The
+ * multipliers stay in s16-s23, the biases in the frame; the transform is vmla.f32 (multiply, round, add,
+ * round: the C transform's two roundings), counts converted from the low halfwords (vcvt.f32.u16).
  */
-    .equ R_OUT, 16    /* this pixel's output row */
-    .equ R_STRIDE, 20
-    .equ R_A, 24      /* this pixel's first activation word */
-    .equ R_WQ, 28
-    .equ R_D, 32
-    .equ R_LEFT, 36   /* pixels still to do */
-    .equ R_LANE, 40   /* lane of this pixel in its group */
-    .equ R_NEXT, 44   /* bytes from lane 3 of a group to lane 0 of the next: 16 d - 12 */
-    .equ R_FRAME, 48
+    .equ BIAS, 0      /* the eight biases */
+    .equ RACC_E, 32   /* byte lanes: weight-16 counts of channels 0, 2, 4, 6 */
+    .equ RACC_O, 36   /* ... of channels 1, 3, 5, 7 */
+    .equ HOLD, 40     /* the nibble counts of a block's first weight-16 plane */
+    .equ R_OUT, 44    /* this pixel's output row */
+    .equ R_STRIDE, 48
+    .equ R_A, 52      /* this pixel's first activation word */
+    .equ R_WQ, 56
+    .equ R_P, 60      /* pixels done */
+    .equ R_NEXT, 64   /* 16 d - 16: bytes from past lane 3 of a group to lane 0 of the next */
+    .equ R_PIX, 68
+    .equ R_WEND, 72   /* wq past the whole blocks of four words */
+    .equ R_FRAME, 80
+    .equ R_ARGS, R_FRAME + 68   /* the stack arguments, past the frame, r4-r11, lr and d8-d11 */
+
+/* Nibble-lane popcounts of \p with immediate masks; clobbers u. */
+.macro NIBBLES p
+    lsr     u, \p, #1
+    and     u, u, #0x55555555
+    sub     \p, \p, u
+    and     u, \p, #0x33333333
+    lsr     \p, \p, #2
+    and     \p, \p, #0x33333333
+    add     \p, \p, u
+.endm
+
+/* Add nibble counts \s (<= 15 per lane) to the byte-lane accumulators; clobbers x, y, u, \s. */
+.macro SPLIT s
+    ldrd    x, y, [sp, #RACC_E]
+    and     u, \s, #0x0F0F0F0F
+    add     x, x, u
+    and     \s, \s, #0xF0F0F0F0
+    add     y, y, \s, lsr #4
+    strd    x, y, [sp, #RACC_E]
+.endm
+
+/* Counts of one pixel from ones, twos, fours, eights, the weight-16 plane \p16 (if given) and the
+ * accumulators (if \acc): c0 | c4 << 16 in r7, c1 | c5 << 16 in r10, c2 | c6 << 16 in r9, c3 | c7 << 16 in r11,
+ * c4, c5, c6, c7 in r2, r3, r4, r5. */
+.macro FINAL acc, p16
+    mov     h1, #0x55555555
+    mov     h2, #0x33333333
+    mov     h3, #0x0F0F0F0F
+    NIBBLECOUNT ones
+    NIBBLECOUNT twos
+    NIBBLECOUNT fours
+    NIBBLECOUNT eights
+    add     ones, ones, twos, lsl #1   /* nibble lanes: ones + 2 twos <= 12 */
+    add     fours, fours, eights, lsl #1
+    and     x, ones, h3                /* even lanes to bytes: weight 1 + 4 * (weight 4 part) */
+    and     u, fours, h3
+    add     x, x, u, lsl #2            /* channels 0, 2, 4, 6 below weight 16, <= 60 */
+    and     y, h3, ones, lsr #4
+    and     u, h3, fours, lsr #4
+    add     y, y, u, lsl #2            /* channels 1, 3, 5, 7 */
+    .ifnb \p16
+    NIBBLECOUNT \p16
+    and     u, \p16, h3
+    add     x, x, u, lsl #4            /* <= 60 + 16 * 4 */
+    and     u, h3, \p16, lsr #4
+    add     y, y, u, lsl #4
+    .endif
+    .if \acc
+    ldrd    a, aa, [sp, #RACC_E]
+    uxtb16  r7, x                      /* channels 0, 4 */
+    uxtb16  r8, a
+    add     r7, r7, r8, lsl #4
+    uxtb16  r9, x, ror #8              /* channels 2, 6 */
+    uxtb16  r8, a, ror #8
+    add     r9, r9, r8, lsl #4
+    uxtb16  r10, y                     /* channels 1, 5 */
+    uxtb16  r8, aa
+    add     r10, r10, r8, lsl #4
+    uxtb16  r11, y, ror #8             /* channels 3, 7 */
+    uxtb16  r8, aa, ror #8
+    add     r11, r11, r8, lsl #4
+    .else
+    uxtb16  r7, x
+    uxtb16  r9, x, ror #8
+    uxtb16  r10, y
+    uxtb16  r11, y, ror #8
+    .endif
+    lsr     r2, r7, #16
+    lsr     r3, r10, #16
+    lsr     r4, r9, #16
+    lsr     r5, r11, #16
+.endm
+
+/* The pixel loop of be_bdot8x4_rows for d with (d >= 4) = \blocks and d % 4 = \rem, then to 9f. */
+.macro ROWS blocks, rem
+5:  ldrd    pa, pw, [sp, #R_A]
+    movs    ones, #0
+    mov     twos, ones
+    mov     fours, ones
+    .if \blocks || \rem == 3
+    mov     eights, ones
+    strd    ones, ones, [sp, #RACC_E]
+    .elseif \rem == 2
+    mov     eights, ones
+    .endif
+    .if \blocks
+1:  AWORD   h3
+    AWORD   h2
+    CSA     h2, eights, h3, h2         /* weight 16 */
+    NIBBLES h2
+    str     h2, [sp, #HOLD]
+    AWORD   h3
+    AWORD   h2
+    CSA     h2, eights, h3, h2
+    NIBBLES h2
+    ldr     h3, [sp, #HOLD]
+    add     h2, h2, h3                 /* <= 8 */
+    SPLIT   h2
+    ldr     u, [sp, #R_WEND]
+    cmp     pw, u
+    bne     1b
+    .endif
+    .if \rem == 1 && !\blocks          /* d = 1: the word's weight-8 carry is the eights plane */
+    AWORD   eights
+    FINAL   0
+    .elseif \rem == 1
+    AWORD   h3
+    and     r1, eights, h3             /* a half adder into eights: the weight-16 plane */
+    eor     eights, eights, h3
+    FINAL   1, r1
+    .elseif \rem == 2
+    AWORD   h3
+    AWORD   h2
+    CSA     r1, eights, h3, h2         /* the weight-16 plane (pw is done with) */
+    FINAL   \blocks, r1
+    .elseif \rem == 3
+    AWORD   h3
+    AWORD   h2
+    CSA     h2, eights, h3, h2
+    NIBBLES h2
+    SPLIT   h2
+    AWORD   h3
+    and     r1, eights, h3
+    eor     eights, eights, h3
+    FINAL   1, r1
+    .else
+    FINAL   1
+    .endif
+    vmov    s0, s1, r7, r10            /* c0, c1 in the low halfwords */
+    vmov    s2, s3, r9, r11
+    vmov    s4, s5, r2, r3
+    vmov    s6, s7, r4, r5
+    vcvt.f32.u16 s0, s0, #0
+    vcvt.f32.u16 s1, s1, #0
+    vcvt.f32.u16 s2, s2, #0
+    vcvt.f32.u16 s3, s3, #0
+    vcvt.f32.u16 s4, s4, #0
+    vcvt.f32.u16 s5, s5, #0
+    vcvt.f32.u16 s6, s6, #0
+    vcvt.f32.u16 s7, s7, #0
+    vldmia  sp, {s8-s15}               /* BIAS */
+    vmla.f32 s8, s0, s16
+    vmla.f32 s9, s1, s17
+    vmla.f32 s10, s2, s18
+    vmla.f32 s11, s3, s19
+    vmla.f32 s12, s4, s20
+    vmla.f32 s13, s5, s21
+    vmla.f32 s14, s6, s22
+    vmla.f32 s15, s7, s23
+    ldrd    r0, r1, [sp, #R_OUT]
+    vstmia  r0, {s8-s15}
+    add     r0, r0, r1
+    str     r0, [sp, #R_OUT]
+    ldrd    r2, r3, [sp, #R_P]         /* pixels done, 16 d - 16 */
+    ldr     r1, [sp, #R_A]
+    adds    r2, r2, #1
+    add     r1, r1, #4                 /* the next lane */
+    tst     r2, #3
+    it      eq
+    addeq   r1, r1, r3                 /* or lane 0 of the next group */
+    str     r1, [sp, #R_A]
+    str     r2, [sp, #R_P]
+    ldr     r3, [sp, #R_PIX]
+    cmp     r2, r3
+    bne     5b
+    b       9f
+.endm
 
     .global be_bdot8x4_rows
     .type   be_bdot8x4_rows, %function
     .thumb_func
 be_bdot8x4_rows:
     push    {r4-r11, lr}
-    vpush   {d8-d15}
+    vpush   {d8-d11}
     sub     sp, sp, #R_FRAME
-    ldr     r4, [sp, #R_FRAME + 100]   /* mb (fifth argument) */
-    vldmia  r4, {s16-s31}
-    ldr     r4, [sp, #R_FRAME + 104]   /* out */
-    ldr     r5, [sp, #R_FRAME + 108]   /* out_stride */
+    ldr     r4, [sp, #R_ARGS]          /* mb */
+    vldmia  r4, {s16-s23}
+    add     r4, r4, #32
+    vldmia  r4, {s0-s7}
+    vstmia  sp, {s0-s7}                /* BIAS */
+    ldr     r4, [sp, #R_ARGS + 4]      /* out */
+    ldr     r5, [sp, #R_ARGS + 8]      /* out_stride */
     strd    r4, r5, [sp, #R_OUT]
     strd    r0, r1, [sp, #R_A]
-    strd    r2, r3, [sp, #R_D]
     movs    r4, #0
     lsls    r5, r2, #4
-    subs    r5, r5, #12
-    strd    r4, r5, [sp, #R_LANE]
+    subs    r5, r5, #16
+    strd    r4, r5, [sp, #R_P]
+    str     r3, [sp, #R_PIX]
+    lsrs    r4, r2, #2                 /* whole blocks of four words */
+    add     r5, r1, r4, lsl #7         /* 8 weight words of 4 bytes per activation word */
+    str     r5, [sp, #R_WEND]
+    and     r5, r2, #3
     cmp     r3, #0
     beq     9f
-5:  ldrd    r0, r1, [sp, #R_A]
-    ldr     r2, [sp, #R_D]
-    BDOT_BODY
-    vmov    s0, s1, r2, r3
-    vmov    s2, s3, r4, r5
-    vmov    s4, s5, r6, r7
-    vmov    s6, s7, r8, r9
-    vcvt.f32.s32 s0, s0
-    vcvt.f32.s32 s1, s1
-    vcvt.f32.s32 s2, s2
-    vcvt.f32.s32 s3, s3
-    vcvt.f32.s32 s4, s4
-    vcvt.f32.s32 s5, s5
-    vcvt.f32.s32 s6, s6
-    vcvt.f32.s32 s7, s7
-    vmul.f32 s0, s0, s16
-    vmul.f32 s1, s1, s17
-    vmul.f32 s2, s2, s18
-    vmul.f32 s3, s3, s19
-    vmul.f32 s4, s4, s20
-    vmul.f32 s5, s5, s21
-    vmul.f32 s6, s6, s22
-    vmul.f32 s7, s7, s23
-    vadd.f32 s0, s0, s24
-    vadd.f32 s1, s1, s25
-    vadd.f32 s2, s2, s26
-    vadd.f32 s3, s3, s27
-    vadd.f32 s4, s4, s28
-    vadd.f32 s5, s5, s29
-    vadd.f32 s6, s6, s30
-    vadd.f32 s7, s7, s31
-    ldrd    r0, r1, [sp, #R_OUT]
-    vstmia  r0, {s0-s7}
-    add     r0, r0, r1
-    str     r0, [sp, #R_OUT]
-    ldrd    r2, r3, [sp, #R_LANE]      /* lane, 16 d - 12 */
-    ldr     r0, [sp, #R_A]
-    cmp     r2, #3
-    ite     eq
-    addeq   r0, r0, r3
-    addne   r0, r0, #4
-    add     r2, r2, #1
-    and     r2, r2, #3
-    str     r2, [sp, #R_LANE]
-    str     r0, [sp, #R_A]
-    ldr     r1, [sp, #R_LEFT]
-    subs    r1, r1, #1
-    str     r1, [sp, #R_LEFT]
-    bne     5b
+    cmp     r4, #0
+    beq     8f
+    cmp     r5, #1
+    beq     .Lrows_b1
+    cmp     r5, #2
+    beq     .Lrows_b2
+    cmp     r5, #3
+    beq     .Lrows_b3
+    ROWS    1, 0
+.Lrows_b1:
+    ROWS    1, 1
+.Lrows_b2:
+    ROWS    1, 2
+.Lrows_b3:
+    ROWS    1, 3
+8:  cmp     r5, #1
+    beq     .Lrows_1
+    cmp     r5, #2
+    beq     .Lrows_2
+    cmp     r5, #3
+    bne     9f                         /* d = 0 */
+    ROWS    0, 3
+.Lrows_1:
+    ROWS    0, 1
+.Lrows_2:
+    ROWS    0, 2
 9:  add     sp, sp, #R_FRAME
-    vpop    {d8-d15}
+    vpop    {d8-d11}
     pop     {r4-r11, pc}
     .size   be_bdot8x4_rows, .-be_bdot8x4_rows
 #endif
