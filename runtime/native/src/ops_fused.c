@@ -287,14 +287,25 @@ static void conv_pixel(const be_params_fused *p, const be_view *x, const float *
   int n_taps = 0;
   const float *pixels[64];
   size_t taps[64];
-  for (int fy = 0; fy < p->filter_h; ++fy) {
-    const int iy = iy0 + fy * p->dilation_h;
-    if (iy < 0 || iy >= in_h) continue;
-    for (int fx = 0; fx < kw; ++fx) {
-      const int ix = ix0 + fx * p->dilation_w;
-      if (ix < 0 || ix >= in_w) continue;
-      pixels[n_taps] = in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)cin;
-      taps[n_taps++] = (size_t)(fy * kw + fx) * (size_t)cin * (size_t)c;
+  if (iy0 >= 0 && iy0 + (p->filter_h - 1) * p->dilation_h < in_h && ix0 >= 0 &&
+      ix0 + (kw - 1) * p->dilation_w < in_w) { /* every tap inside: step pointers, no checks */
+    const size_t across = (size_t)p->dilation_w * (size_t)cin, down = (size_t)p->dilation_h * (size_t)in_w * (size_t)cin;
+    const size_t tap_step = (size_t)cin * (size_t)c;
+    const float *row = in + ((size_t)iy0 * (size_t)in_w + (size_t)ix0) * (size_t)cin;
+    for (int fy = 0; fy < p->filter_h; ++fy, row += down) {
+      const float *q = row;
+      for (int fx = 0; fx < kw; ++fx, q += across, ++n_taps) pixels[n_taps] = q, taps[n_taps] = (size_t)n_taps * tap_step;
+    }
+  } else {
+    for (int fy = 0; fy < p->filter_h; ++fy) {
+      const int iy = iy0 + fy * p->dilation_h;
+      if (iy < 0 || iy >= in_h) continue;
+      for (int fx = 0; fx < kw; ++fx) {
+        const int ix = ix0 + fx * p->dilation_w;
+        if (ix < 0 || ix >= in_w) continue;
+        pixels[n_taps] = in + ((size_t)iy * (size_t)in_w + (size_t)ix) * (size_t)cin;
+        taps[n_taps++] = (size_t)(fy * kw + fx) * (size_t)cin * (size_t)c;
+      }
     }
   }
   int c0 = 0;

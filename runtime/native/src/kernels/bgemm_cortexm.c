@@ -123,29 +123,42 @@ static inline void swap_blocks(uint32_t *a, uint32_t *b, unsigned shift, uint32_
   *a ^= t << shift;
 }
 
+/* One activation word's eight rotated-nibble words from word v[j] of channel j (be_bdot8x4's layout). */
+static inline void rotated_nibbles(uint32_t v[8], uint32_t *wq) {
+  for (int j = 1; j < 8; ++j) v[j] = (v[j] >> (4 * j)) | (v[j] << (32 - 4 * j)); /* nibble r of v[j] = nibble (r + j) % 8 */
+  /* 8 x 8 transpose of nibbles (row j = v[j]): 4 x 4 blocks, then 2 x 2, then single nibbles */
+  for (int j = 0; j < 4; ++j) swap_blocks(&v[j], &v[j + 4], 16, 0x0000FFFFu);
+  swap_blocks(&v[0], &v[2], 8, 0x00FF00FFu); /* written out: GCC keeps a loop over j = 0, 1, 4, 5 on the stack */
+  swap_blocks(&v[1], &v[3], 8, 0x00FF00FFu);
+  swap_blocks(&v[4], &v[6], 8, 0x00FF00FFu);
+  swap_blocks(&v[5], &v[7], 8, 0x00FF00FFu);
+  for (int j = 0; j < 8; j += 2) swap_blocks(&v[j], &v[j + 1], 4, 0x0F0F0F0Fu);
+  for (int q = 0; q < 4; ++q) {
+    wq[2 * q] = v[2 * q];
+    wq[2 * q + 1] = v[2 * q] ^ v[2 * q + 1];
+  }
+}
+
 void be_bdot8x4_weights(const uint32_t *const w[8], const size_t step[8], int depth, uint32_t *wq) {
+  int side_by_side = w[0] != NULL; /* eight consecutive channels of one weight block: one pointer */
+  for (int j = 1; j < 8; ++j) side_by_side = side_by_side && w[j] == w[0] + j && step[j] == step[0];
+  if (side_by_side) {
+    const uint32_t *row = w[0];
+    for (int d = 0; d < depth; ++d, wq += 8, row += step[0]) {
+      uint32_t v[8];
+      for (int j = 0; j < 8; ++j) v[j] = row[j];
+      rotated_nibbles(v, wq);
+    }
+    return;
+  }
   static const uint32_t zero = 0;
   const uint32_t *p[8];
   size_t s[8];
   for (int j = 0; j < 8; ++j) p[j] = w[j] != NULL ? w[j] : &zero, s[j] = w[j] != NULL ? step[j] : 0u;
   for (int d = 0; d < depth; ++d, wq += 8) {
     uint32_t v[8];
-    for (int j = 0; j < 8; ++j) {
-      const uint32_t c = *p[j];
-      p[j] += s[j];
-      v[j] = j ? (c >> (4 * j)) | (c << (32 - 4 * j)) : c; /* nibble r of v[j] = nibble (r + j) % 8 */
-    }
-    /* 8 x 8 transpose of nibbles (row j = v[j]): 4 x 4 blocks, then 2 x 2, then single nibbles */
-    for (int j = 0; j < 4; ++j) swap_blocks(&v[j], &v[j + 4], 16, 0x0000FFFFu);
-    swap_blocks(&v[0], &v[2], 8, 0x00FF00FFu); /* written out: GCC keeps a loop over j = 0, 1, 4, 5 on the stack */
-    swap_blocks(&v[1], &v[3], 8, 0x00FF00FFu);
-    swap_blocks(&v[4], &v[6], 8, 0x00FF00FFu);
-    swap_blocks(&v[5], &v[7], 8, 0x00FF00FFu);
-    for (int j = 0; j < 8; j += 2) swap_blocks(&v[j], &v[j + 1], 4, 0x0F0F0F0Fu);
-    for (int q = 0; q < 4; ++q) {
-      wq[2 * q] = v[2 * q];
-      wq[2 * q + 1] = v[2 * q] ^ v[2 * q + 1];
-    }
+    for (int j = 0; j < 8; ++j) v[j] = *p[j], p[j] += s[j];
+    rotated_nibbles(v, wq);
   }
 }
 
