@@ -147,14 +147,12 @@ static inline void pack_tap_lanes(uint32_t *dst, const uint32_t *const src[4], i
 }
 #endif
 
-#if defined(__ARM_NEON)
 /* A 1x1 convolution, stride 1, no padding, one word per input pixel: the input, pixel after pixel, is
  * already the kernels' column layout (groups of 4 pixels, [D = 1][4]), so whole groups need no copy. */
 static int direct_columns(const be_bconv_args *a) {
   return a->filter_h == 1 && a->filter_w == 1 && a->stride_h == 1 && a->stride_w == 1 && a->pad_top == 0 &&
          a->pad_left == 0 && a->in_h == a->out_h && a->in_w == a->out_w && a->in_words == 1;
 }
-#endif
 
 /* Write pixels [p0, p0 + n) of the output as im2col rows in groups of 4 (kernels/bgemm.h). Each
  * pixel's first tap address is worked out once; when every tap of every full group lies inside the
@@ -167,12 +165,15 @@ static void pack_tile(const be_bconv_args *a, uint32_t *cols, int p0, int n) {
   const size_t row = (size_t)a->in_w * (size_t)words;
   int oy = p0 / out_w, ox = p0 % out_w; /* of pixel p0 + q, stepped along */
   int checked_from = 0;                 /* groups from here on copy with bounds checks */
-#if defined(__ARM_NEON)
   /* the output pixels whose taps all lie inside: rows oy_lo..oy_hi, columns ox_lo..ox_hi */
   const int oy_lo = (pt + sh - 1) / sh, oy_hi = last_y < -pt ? -1 : (last_y + pt) / sh;
   const int ox_lo = (pl + sw - 1) / sw, ox_hi = last_x < -pl ? -1 : (last_x + pl) / sw;
   const uint32_t *base[MAX_TILE]; /* each pixel's first tap */
+#if defined(__ARM_NEON)
   int interior = words == 1 || words == 2 || words % 4 == 0;
+#else
+  int interior = 1;
+#endif
   if (interior && oy_lo == 0 && ox_lo == 0 && oy_hi >= a->out_h - 1 && ox_hi >= out_w - 1) {
     /* every output pixel reads inside (no padding): step a pointer along the rows */
     const size_t step = (size_t)sw * (size_t)words, down = (size_t)sh * row;
@@ -196,6 +197,9 @@ static void pack_tile(const be_bconv_args *a, uint32_t *cols, int p0, int n) {
         uint32_t *dst = cols + (size_t)(fy * a->filter_w + fx) * (size_t)words * 4u;
         for (int q = 0; q < full; q += 4, dst += 4u * (size_t)depth) {
           const uint32_t *s0 = base[q] + tap, *s1 = base[q + 1] + tap, *s2 = base[q + 2] + tap, *s3 = base[q + 3] + tap;
+#if !defined(__ARM_NEON)
+          for (int w = 0; w < words; ++w) dst[4 * w] = s0[w], dst[4 * w + 1] = s1[w], dst[4 * w + 2] = s2[w], dst[4 * w + 3] = s3[w];
+#else
           if (words == 1) {
             uint32x4_t v = vld1q_dup_u32(s0);
             v = vld1q_lane_u32(s1, v, 1), v = vld1q_lane_u32(s2, v, 2), v = vld1q_lane_u32(s3, v, 3);
@@ -208,22 +212,37 @@ static void pack_tile(const be_bconv_args *a, uint32_t *cols, int p0, int n) {
             const uint32_t *src[4] = {s0, s1, s2, s3};
             pack_tap_lanes(dst, src, words);
           }
+#endif
         }
       }
     }
     checked_from = full;
   }
   oy = (p0 + checked_from) / out_w, ox = (p0 + checked_from) % out_w;
-#else
-  (void)full, (void)sh, (void)sw, (void)pt, (void)pl, (void)last_y, (void)last_x, (void)row;
-#endif
   for (int q = checked_from; q < n + (4 - n % 4) % 4; q += 4) {
     int iy0[4] = {0, 0, 0, 0}, ix0[4] = {0, 0, 0, 0};
+    int inside = q + 4 <= n; /* a full group whose taps all lie inside */
     for (int j = 0; j < 4 && q + j < n; ++j) {
-      iy0[j] = oy * a->stride_h - a->pad_top, ix0[j] = ox * a->stride_w - a->pad_left;
+      iy0[j] = oy * sh - pt, ix0[j] = ox * sw - pl;
+      inside = inside && iy0[j] >= 0 && iy0[j] <= last_y && ix0[j] >= 0 && ix0[j] <= last_x;
       if (++ox == out_w) ox = 0, ++oy;
     }
     uint32_t *dst = cols + (size_t)q * (size_t)depth;
+    if (inside) {
+      const uint32_t *s0 = a->input + (size_t)iy0[0] * row + (size_t)ix0[0] * (size_t)words;
+      const uint32_t *s1 = a->input + (size_t)iy0[1] * row + (size_t)ix0[1] * (size_t)words;
+      const uint32_t *s2 = a->input + (size_t)iy0[2] * row + (size_t)ix0[2] * (size_t)words;
+      const uint32_t *s3 = a->input + (size_t)iy0[3] * row + (size_t)ix0[3] * (size_t)words;
+      for (int fy = 0; fy < a->filter_h; ++fy) {
+        for (int fx = 0; fx < a->filter_w; ++fx, dst += 4 * (size_t)words) {
+          const size_t tap = (size_t)(fy * a->dilation_h) * row + (size_t)(fx * a->dilation_w) * (size_t)words;
+          for (int w = 0; w < words; ++w) {
+            dst[4 * w] = s0[tap + w], dst[4 * w + 1] = s1[tap + w], dst[4 * w + 2] = s2[tap + w], dst[4 * w + 3] = s3[tap + w];
+          }
+        }
+      }
+      continue;
+    }
     for (int fy = 0; fy < a->filter_h; ++fy) {
       for (int fx = 0; fx < a->filter_w; ++fx, dst += 4 * (size_t)words) {
         for (int j = 0; j < 4; ++j) {
@@ -295,14 +314,12 @@ void be_bconv_float_tile(const be_bconv_args *a, int p0, int n, float *out) {
   for (int q = 0; q < n; q += tile) {
     g.pixels = min_int(tile, n - q);
     g.out = out + (size_t)q * (size_t)cout;
-#if defined(__ARM_NEON)
     if (direct_columns(a) && g.pixels % 4 == 0) { /* the input already is the tile's columns */
       g.cols = a->input + (size_t)(p0 + q);
       be_bgemm(&g);
       continue;
     }
     g.cols = (uint32_t *)a->scratch;
-#endif
     pack_tile(a, (uint32_t *)a->scratch, p0 + q, g.pixels);
     be_bgemm(&g);
   }
