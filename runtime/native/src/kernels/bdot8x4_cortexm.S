@@ -83,15 +83,20 @@
     CSA     \e, fours, h1, h2      /* weight 8 */
 .endm
 
+/* Nibble-lane popcounts of \p with immediate masks; clobbers u. */
+.macro NIBBLES p
+    lsr     u, \p, #1
+    and     u, u, #0x55555555
+    sub     \p, \p, u
+    and     u, \p, #0x33333333
+    lsr     \p, \p, #2
+    and     \p, \p, #0x33333333
+    add     \p, \p, u
+.endm
+
 /* Add the nibble-lane popcounts of \s (weight 16) to the byte-lane accumulators; clobbers u, x, y. */
 .macro ACC16 s
-    lsr     u, \s, #1
-    and     u, u, #0x55555555
-    sub     \s, \s, u
-    and     u, \s, #0x33333333
-    lsr     \s, \s, #2
-    and     \s, \s, #0x33333333
-    add     \s, \s, u               /* nibble counts, <= 4 */
+    NIBBLES \s                     /* nibble counts, <= 4 */
     ldrd    x, y, [sp, #ACC_E]
     and     u, \s, #0x0F0F0F0F
     add     x, x, u
@@ -108,6 +113,54 @@
     and     u, h2, \p, lsr #2
     and     \p, \p, h2
     add     \p, \p, u
+.endm
+
+/* Counts of one pixel from ones, twos, fours, eights, the weight-16 plane \p16 (if given) and the weight-16
+ * byte-lane accumulators at [sp, #\at] (if \acc): c0 | c4 << 16 in r7, c1 | c5 << 16 in r10, c2 | c6 << 16 in r9,
+ * c3 | c7 << 16 in r11. */
+.macro FINAL acc, p16, at
+    mov     h1, #0x55555555
+    mov     h2, #0x33333333
+    mov     h3, #0x0F0F0F0F
+    NIBBLECOUNT ones
+    NIBBLECOUNT twos
+    NIBBLECOUNT fours
+    NIBBLECOUNT eights
+    add     ones, ones, twos, lsl #1   /* nibble lanes: ones + 2 twos <= 12 */
+    add     fours, fours, eights, lsl #1
+    and     x, ones, h3                /* even lanes to bytes: weight 1 + 4 * (weight 4 part) */
+    and     u, fours, h3
+    add     x, x, u, lsl #2            /* channels 0, 2, 4, 6 below weight 16, <= 60 */
+    and     y, h3, ones, lsr #4
+    and     u, h3, fours, lsr #4
+    add     y, y, u, lsl #2            /* channels 1, 3, 5, 7 */
+    .ifnb \p16
+    NIBBLECOUNT \p16
+    and     u, \p16, h3
+    add     x, x, u, lsl #4            /* <= 60 + 16 * 4 */
+    and     u, h3, \p16, lsr #4
+    add     y, y, u, lsl #4
+    .endif
+    .if \acc
+    ldrd    a, aa, [sp, #\at]
+    uxtb16  r7, x                      /* channels 0, 4 */
+    uxtb16  r8, a
+    add     r7, r7, r8, lsl #4
+    uxtb16  r9, x, ror #8              /* channels 2, 6 */
+    uxtb16  r8, a, ror #8
+    add     r9, r9, r8, lsl #4
+    uxtb16  r10, y                     /* channels 1, 5 */
+    uxtb16  r8, aa
+    add     r10, r10, r8, lsl #4
+    uxtb16  r11, y, ror #8             /* channels 3, 7 */
+    uxtb16  r8, aa, ror #8
+    add     r11, r11, r8, lsl #4
+    .else
+    uxtb16  r7, x
+    uxtb16  r9, x, ror #8
+    uxtb16  r10, y
+    uxtb16  r11, y, ror #8
+    .endif
 .endm
 
 /* The dot products of one pixel: pa, pw, d (r0-r2) in, the eight counts in r2-r9 out; the frame above. */
@@ -137,35 +190,7 @@
     and     h2, eights, h3
     eor     eights, eights, h3
     ACC16   h2
-3:  mov     h1, #0x55555555
-    mov     h2, #0x33333333
-    mov     h3, #0x0F0F0F0F
-    NIBBLECOUNT ones
-    NIBBLECOUNT twos
-    NIBBLECOUNT fours
-    NIBBLECOUNT eights
-    add     ones, ones, twos, lsl #1   /* nibble lanes: ones + 2 twos <= 12 */
-    add     fours, fours, eights, lsl #1
-    and     x, ones, h3                /* even lanes to bytes: weight 1 + 4 * (weight 4 part) */
-    and     u, fours, h3
-    add     x, x, u, lsl #2            /* channels 0, 2, 4, 6 below weight 16, <= 60 */
-    and     y, h3, ones, lsr #4
-    and     u, h3, fours, lsr #4
-    add     y, y, u, lsl #2            /* channels 1, 3, 5, 7 */
-    ldrd    a, aa, [sp, #ACC_E]
-    /* halfword lanes: count = low part + 16 * weight-16 part */
-    uxtb16  r7, x                      /* channels 0, 4 */
-    uxtb16  r8, a
-    add     r7, r7, r8, lsl #4
-    uxtb16  r9, x, ror #8              /* channels 2, 6 */
-    uxtb16  r8, a, ror #8
-    add     r9, r9, r8, lsl #4
-    uxtb16  r10, y                     /* channels 1, 5 */
-    uxtb16  r8, aa
-    add     r10, r10, r8, lsl #4
-    uxtb16  r11, y, ror #8             /* channels 3, 7 */
-    uxtb16  r8, aa, ror #8
-    add     r11, r11, r8, lsl #4
+3:  FINAL   1, , ACC_E
     uxth    r2, r7                     /* c0 */
     uxth    r3, r10                    /* c1 */
     uxth    r4, r9                     /* c2 */
@@ -219,17 +244,6 @@ be_bdot8x4:
     .equ R_FRAME, 80
     .equ R_ARGS, R_FRAME + 68   /* the stack arguments, past the frame, r4-r11, lr and d8-d11 */
 
-/* Nibble-lane popcounts of \p with immediate masks; clobbers u. */
-.macro NIBBLES p
-    lsr     u, \p, #1
-    and     u, u, #0x55555555
-    sub     \p, \p, u
-    and     u, \p, #0x33333333
-    lsr     \p, \p, #2
-    and     \p, \p, #0x33333333
-    add     \p, \p, u
-.endm
-
 /* Add nibble counts \s (<= 15 per lane) to the byte-lane accumulators; clobbers x, y, u, \s. */
 .macro SPLIT s
     ldrd    x, y, [sp, #RACC_E]
@@ -240,57 +254,6 @@ be_bdot8x4:
     strd    x, y, [sp, #RACC_E]
 .endm
 
-/* Counts of one pixel from ones, twos, fours, eights, the weight-16 plane \p16 (if given) and the
- * accumulators (if \acc): c0 | c4 << 16 in r7, c1 | c5 << 16 in r10, c2 | c6 << 16 in r9, c3 | c7 << 16 in r11,
- * c4, c5, c6, c7 in r2, r3, r4, r5. */
-.macro FINAL acc, p16
-    mov     h1, #0x55555555
-    mov     h2, #0x33333333
-    mov     h3, #0x0F0F0F0F
-    NIBBLECOUNT ones
-    NIBBLECOUNT twos
-    NIBBLECOUNT fours
-    NIBBLECOUNT eights
-    add     ones, ones, twos, lsl #1   /* nibble lanes: ones + 2 twos <= 12 */
-    add     fours, fours, eights, lsl #1
-    and     x, ones, h3                /* even lanes to bytes: weight 1 + 4 * (weight 4 part) */
-    and     u, fours, h3
-    add     x, x, u, lsl #2            /* channels 0, 2, 4, 6 below weight 16, <= 60 */
-    and     y, h3, ones, lsr #4
-    and     u, h3, fours, lsr #4
-    add     y, y, u, lsl #2            /* channels 1, 3, 5, 7 */
-    .ifnb \p16
-    NIBBLECOUNT \p16
-    and     u, \p16, h3
-    add     x, x, u, lsl #4            /* <= 60 + 16 * 4 */
-    and     u, h3, \p16, lsr #4
-    add     y, y, u, lsl #4
-    .endif
-    .if \acc
-    ldrd    a, aa, [sp, #RACC_E]
-    uxtb16  r7, x                      /* channels 0, 4 */
-    uxtb16  r8, a
-    add     r7, r7, r8, lsl #4
-    uxtb16  r9, x, ror #8              /* channels 2, 6 */
-    uxtb16  r8, a, ror #8
-    add     r9, r9, r8, lsl #4
-    uxtb16  r10, y                     /* channels 1, 5 */
-    uxtb16  r8, aa
-    add     r10, r10, r8, lsl #4
-    uxtb16  r11, y, ror #8             /* channels 3, 7 */
-    uxtb16  r8, aa, ror #8
-    add     r11, r11, r8, lsl #4
-    .else
-    uxtb16  r7, x
-    uxtb16  r9, x, ror #8
-    uxtb16  r10, y
-    uxtb16  r11, y, ror #8
-    .endif
-    lsr     r2, r7, #16
-    lsr     r3, r10, #16
-    lsr     r4, r9, #16
-    lsr     r5, r11, #16
-.endm
 
 /* The pixel loop of be_bdot8x4_rows for d with (d >= 4) = \blocks and d % 4 = \rem, then to 9f. */
 .macro ROWS blocks, rem
@@ -323,17 +286,17 @@ be_bdot8x4:
     .endif
     .if \rem == 1 && !\blocks          /* d = 1: the word's weight-8 carry is the eights plane */
     AWORD   eights
-    FINAL   0
+    FINAL   0, , RACC_E
     .elseif \rem == 1
     AWORD   h3
     and     r1, eights, h3             /* a half adder into eights: the weight-16 plane */
     eor     eights, eights, h3
-    FINAL   1, r1
+    FINAL   1, r1, RACC_E
     .elseif \rem == 2
     AWORD   h3
     AWORD   h2
     CSA     r1, eights, h3, h2         /* the weight-16 plane (pw is done with) */
-    FINAL   \blocks, r1
+    FINAL   \blocks, r1, RACC_E
     .elseif \rem == 3
     AWORD   h3
     AWORD   h2
@@ -343,10 +306,14 @@ be_bdot8x4:
     AWORD   h3
     and     r1, eights, h3
     eor     eights, eights, h3
-    FINAL   1, r1
+    FINAL   1, r1, RACC_E
     .else
-    FINAL   1
+    FINAL   1, , RACC_E
     .endif
+    lsr     r2, r7, #16                /* c4 */
+    lsr     r3, r10, #16               /* c5 */
+    lsr     r4, r9, #16                /* c6 */
+    lsr     r5, r11, #16               /* c7 */
     vmov    s0, s1, r7, r10            /* c0, c1 in the low halfwords */
     vmov    s2, s3, r9, r11
     vmov    s4, s5, r2, r3
