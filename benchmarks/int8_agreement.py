@@ -5,9 +5,11 @@ parity runs (``bitat-edge convert run`` does all of that; on a busy 2-core machi
 Uses ``convert.int8_qat.convert_int8_qat`` on the run's model.onnx and calib.npz (what the convert
 pipeline does for a graph with integer grids), runs the flatbuffer with the TFLite interpreter on every
 image of eval.npz and compares its top-1 with the PyTorch logits stored there. The run directory is
-only read. Writes one entry per run into ``results/int8_agreement.json`` (other runs' entries kept).
+only read. Writes one entry per run and form into ``results/int8_agreement.json`` (other entries kept),
+keyed ``<run> <form>``: ``int8`` (every tensor of the integer part int8) or ``int16x8`` (grid convs on
+int16 activations, int8 weights; the element-wise ops between them float; see ``convert.int8_qat``).
 
-    .venv/bin/python benchmarks/int8_agreement.py runs/bench_methods_fmnist/uniq_w2a2_s0
+    .venv/bin/python benchmarks/int8_agreement.py runs/bench_methods_fmnist/uniq_w2a2_s0 --form int16x8
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import numpy as np
 from bitat_edge.atomic import write_json
 
 REPO = Path(__file__).resolve().parents[1]
+FORMS = {"int8": 8, "int16x8": 16}  # form -> activation bits of convert_int8_qat
 sys.path.insert(0, str(REPO))  # this checkout's convert/, not the installed one
 
 
@@ -31,6 +34,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("run_dirs", type=Path, nargs="+", help="exported runs (model.onnx, eval.npz, calib.npz)")
     p.add_argument("--results", type=Path, default=REPO / "results" / "int8_agreement.json", help="result file")
+    p.add_argument("--form", choices=sorted(FORMS), default="int16x8", help="the integer form to build")
     args = p.parse_args(argv)
     for run in args.run_dirs:
         missing = [f for f in ("model.onnx", "eval.npz", "calib.npz") if not (run / f).is_file()]
@@ -39,7 +43,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def measure(run: Path) -> dict[str, object]:
+def measure(run: Path, form: str) -> dict[str, object]:
     """Rebuild the int8 flatbuffer of ``run`` and measure it against the stored PyTorch logits."""
     from convert.engines import nchw_to_nhwc, run_tflite
     from convert.int8_qat import convert_int8_qat, grid_check
@@ -51,10 +55,10 @@ def measure(run: Path) -> dict[str, object]:
         x, labels, torch_logits = nchw_to_nhwc(ev["x"]), ev["y"], ev["torch_logits"]
         x_calib = nchw_to_nhwc(calib["x"])
     start = time.perf_counter()
-    flatbuffer = convert_int8_qat(graph, x_calib)
+    flatbuffer = convert_int8_qat(graph, x_calib, FORMS[form])
     seconds = time.perf_counter() - start
     logits = run_tflite(flatbuffer, x)  # default delegates, as the convert pipeline's parity check
-    return {"images": len(x), "agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
+    return {"form": form, "images": len(x), "agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
             "int8_top1": float(np.mean(logits.argmax(1) == labels)),
             "torch_top1": float(np.mean(torch_logits.argmax(1) == labels)),
             "max_abs_logit_diff": float(np.abs(logits - torch_logits).max()), "int8_bytes": len(flatbuffer),
@@ -65,11 +69,11 @@ def measure(run: Path) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for run in args.run_dirs:
-        entry = measure(run)  # minutes: read the file after it, so runs measured meanwhile are kept
+        entry = measure(run, args.form)  # minutes: read the file after it, so runs measured meanwhile are kept
         results = json.loads(args.results.read_text(encoding="utf-8")) if args.results.is_file() else {}
-        results[os.path.relpath(run.resolve(), REPO)] = entry
+        results[f"{os.path.relpath(run.resolve(), REPO)} {args.form}"] = entry
         write_json(args.results, results)
-        print(f"{run}: agreement {100 * entry['agreement']:.2f} %, int8 top-1 {100 * entry['int8_top1']:.2f} %, "
+        print(f"{run} ({args.form}): agreement {100 * entry['agreement']:.2f} %, int8 top-1 {100 * entry['int8_top1']:.2f} %, "
               f"grids exact {entry['int8_grids']['exact']} of {entry['int8_grids']['grid_convs']}", flush=True)
     return 0
 

@@ -22,6 +22,22 @@ makes the one ``QUANTIZE`` of the input side. Rounding the input image and the s
 calibrated levels instead moves values feeding a low-bit quantize point across its rounding boundaries:
 on UniQ W2A2 the image grid (step 1 / (255 std)) is not aligned with an int8 grid that has 0 as a
 level, and this prefix alone cost 1-2 % of top-1 agreement.
+
+Two forms (``activation_bits``):
+
+- **int8** (8): every calibrated tensor int8, as above. Exact grids, but on UniQ W2A2 / QAF only ~98 %
+  top-1 agreement with PyTorch: the int8 rounding of the tensors between grid layers (steps 0.03-0.1)
+  and the int32 conv biases (rounded to ``input scale x weight scale``, up to 0.13 at a 2-bit input)
+  move values across the rounding boundaries of the next low-bit quantize point.
+- **int16x8** (16, TFLite's 16x8 kernels): the grid convs read int16 tensors and write int16 ones (int8
+  weights, the grids exactly), everything between them stays float. A quantize point becomes a clip
+  to its range and an int16 tensor of step exactly its scale (``qdq_layers.int16_grid_of``: the
+  rounding onto the grid, and every level an int16 code); other grid conv inputs and the sum of
+  products each conv writes get symmetric int16 ranges from calibration; the bias is added after the
+  conv in float. Ops TFLite has no int16 kernel for, or that read a constant the quantization-aware
+  converter would make int8 (``ADD``/``SUB``/``PRELU`` with a constant), are therefore float between
+  ``DEQUANTIZE`` and ``QUANTIZE``. The converter writes int32 biases for 16x8 convs, which TFLite's
+  kernels read as int64 (``widen_int16_conv_biases``).
 """
 
 from __future__ import annotations
@@ -54,15 +70,22 @@ def integer_part(graph: Graph) -> set[str]:
     return found
 
 
-def calibration_ranges(graph: Graph, calib_nhwc: np.ndarray) -> dict[str, tuple[float, float]]:
+def grid_conv_tensors(graph: Graph) -> set[str]:
+    """The inputs and outputs of the grid convs (BatchNorm folded in): the int16 tensors of a 16x8 model."""
+    convs = [n for n in graph.nodes if n.op_type == "Conv" and n.input[1] in graph.weight_grids]
+    return {n.input[0] for n in convs} | {n.output[0] for n in convs}
+
+
+def calibration_ranges(graph: Graph, calib_nhwc: np.ndarray, activation_bits: int = 8) -> dict[str, tuple[float, float]]:
     """The (min, max) over the calibration images in the float model of each tensor of the integer part,
-    and the fixed ranges of the tensors only quantize points read (see the module docstring)."""
+    and with 8-bit activations the fixed ranges of the tensors only quantize points read (module docstring)."""
     if len(calib_nhwc) == 0:
         raise ConvertError("the calibration set is empty; int8 quantization needs calibration images")
     builder = Builder(graph)
     builder.build()
-    fixed = {t: r for t in builder.tensors if (r := _point_read_only(graph, t)) is not None}
-    integer = integer_part(graph)
+    fixed = {} if activation_bits == 16 else {
+        t: r for t in builder.tensors if (r := _point_read_only(graph, t)) is not None}
+    integer = integer_part(graph) if activation_bits == 8 else grid_conv_tensors(graph)
     names = [t for t in builder.tensors if t in integer and t not in graph.quantize_points and t not in fixed]
     if not names:
         return fixed
@@ -81,16 +104,47 @@ def calibration_ranges(graph: Graph, calib_nhwc: np.ndarray) -> dict[str, tuple[
     return {t: (float(a), float(b)) for t, a, b in zip(names, low, high, strict=True)} | fixed
 
 
-def convert_int8_qat(graph: Graph, calib_nhwc: np.ndarray) -> bytes:
+def convert_int8_qat(graph: Graph, calib_nhwc: np.ndarray, activation_bits: int = 8) -> bytes:
     """The int8 flatbuffer of ``graph`` with its grids kept (module docstring); float32 input and output."""
-    model = build_keras_model(graph, calibration_ranges(graph, calib_nhwc)).model
+    ranges = calibration_ranges(graph, calib_nhwc, activation_bits)
+    model = build_keras_model(graph, ranges, activation_bits).model
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    if activation_bits == 16:
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                               tf.lite.OpsSet.TFLITE_BUILTINS]
     try:
-        return bytes(converter.convert())
+        flatbuffer = bytes(converter.convert())
     except Exception as exc:
         raise ConvertError(f"int8 conversion of the quantization-aware model failed "
                            f"({str(exc).splitlines()[0]})") from exc
+    return widen_int16_conv_biases(flatbuffer) if activation_bits == 16 else flatbuffer
+
+
+def widen_int16_conv_biases(flatbuffer: bytes) -> bytes:
+    """``flatbuffer`` with the int32 biases of its int16-input convs stored as int64.
+
+    The quantization-aware converter writes int32 biases also for 16x8 convs (its ``bias_type`` option
+    is for post-training quantization only), but TFLite's 16x8 ``CONV_2D`` / ``DEPTHWISE_CONV_2D``
+    kernels read an int64 bias: from an int32 buffer they read past it (garbage from channel C/2 on)."""
+    from tensorflow.lite.python import schema_py_generated as schema
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    convs = {i for i, code in enumerate(model.operatorCodes)
+             if max(code.builtinCode, code.deprecatedBuiltinCode) in (schema.BuiltinOperator.CONV_2D,
+                                                                      schema.BuiltinOperator.DEPTHWISE_CONV_2D)}
+    for graph in model.subgraphs:
+        for op in graph.operators:
+            if op.opcodeIndex not in convs or len(op.inputs) < 3 or op.inputs[2] < 0:
+                continue
+            data, bias = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[2]]
+            if data.type == schema.TensorType.INT16 and bias.type == schema.TensorType.INT32:
+                widened = schema.BufferT()  # a new buffer: the converter shares equal constants' buffers
+                widened.data = np.frombuffer(bytes(model.buffers[bias.buffer].data), "<i4").astype("<i8").view(np.uint8)
+                model.buffers.append(widened)
+                bias.buffer, bias.type = len(model.buffers) - 1, schema.TensorType.INT64
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
 def grid_check(graph: Graph, flatbuffer: bytes) -> dict[str, object]:

@@ -18,7 +18,7 @@ from bitat_edge.precision import W1A1, Precision
 from convert.errors import ConvertError, UnsupportedOpError
 from convert.lowering import handler_for
 from convert.onnx_graph import Graph
-from convert.qdq_layers import FakeQuant
+from convert.qdq_layers import FakeQuant, int16_grid_of
 
 
 @dataclass
@@ -54,12 +54,15 @@ class Builder:
     """The Keras tensors computed so far, by ONNX tensor name, and the weight layers built.
 
     With ``ranges`` (tensor -> calibrated min, max) the model is built quantization-aware for the int8
-    converter: every tensor in ``ranges`` passes through a ``FakeQuant`` of its range, quantize points
-    become ``FakeQuant`` and grid convs fake-quantize their kernels (``convert.int8_qat``)."""
+    converter: every tensor in ``ranges`` passes through a ``FakeQuant`` of its range with
+    ``activation_bits`` (8, or 16 for TFLite's 16x8 mode), quantize points become ``FakeQuant`` and grid
+    convs fake-quantize their kernels (``convert.int8_qat``)."""
 
-    def __init__(self, graph: Graph, ranges: dict[str, tuple[float, float]] | None = None) -> None:
+    def __init__(self, graph: Graph, ranges: dict[str, tuple[float, float]] | None = None,
+                 activation_bits: int = 8) -> None:
         self.graph = graph
         self.ranges = ranges
+        self.activation_bits = activation_bits
         self.tensors: dict[str, tf.Tensor] = {}
         self.records: list[LayerRecord] = []
         self.used_names: set[str] = set()
@@ -120,7 +123,18 @@ class Builder:
     def _calibrated(self, tensor: str, value: tf.Tensor, base: str) -> tf.Tensor:
         if self.ranges is None or tensor not in self.ranges:
             return value
-        return FakeQuant(*self.ranges[tensor], name=self.unique_name(f"{base}_range"))(value)
+        return FakeQuant(*self.ranges[tensor], bits=self.activation_bits, name=self.unique_name(f"{base}_range"))(value)
+
+    def same_range(self, tensor: str, value: tf.Tensor, base: str) -> tf.Tensor:
+        """``value`` (a padded copy of ``tensor``) through ``tensor``'s int16 ``FakeQuant`` in a 16x8 build:
+        the TFLite converter does not carry int16 through a ``PAD`` by itself."""
+        if self.activation_bits != 16 or self.ranges is None:
+            return value
+        point = self.graph.quantize_points.get(tensor)
+        limits = int16_grid_of(point) if point is not None else self.ranges.get(tensor)
+        if limits is None:
+            return value
+        return FakeQuant(*limits, bits=16, name=self.unique_name(f"{base}_range"))(value)
 
     def apply(self, node: onnx.NodeProto, layer: tf.keras.layers.Layer) -> None:
         """The node's output is ``layer`` applied to its first input."""
@@ -144,7 +158,8 @@ class Builder:
         return BuiltModel(tf.keras.Model(inp, out, name="converted"), self.records)
 
 
-def build_keras_model(graph: Graph, ranges: dict[str, tuple[float, float]] | None = None) -> BuiltModel:
+def build_keras_model(graph: Graph, ranges: dict[str, tuple[float, float]] | None = None,
+                      activation_bits: int = 8) -> BuiltModel:
     """The tf-keras model computing ``graph`` on NHWC input, and a record per weight layer (quantization-aware
     with ``ranges``, see ``Builder``)."""
-    return Builder(graph, ranges).build()
+    return Builder(graph, ranges, activation_bits).build()

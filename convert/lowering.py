@@ -40,14 +40,15 @@ if TYPE_CHECKING:
         HardSwish,
         Pad2D,
     )
-    from convert.qdq_layers import FakeQuant, GridConv2D, QuantizeFloat
+    from convert.qdq_layers import FakeQuant, GridConv2D, PReLU16, QuantizeFloat, int16_grid_of
 else:  # imported by the first handler that runs: listing the op set needs no TensorFlow (convert.deferred)
     tf, lq = Deferred("tensorflow"), Deferred("larq")
     AddConstantUnfused, Affine, Clip, Elementwise, GroupedConv2D, HardSigmoid, HardSwish, Pad2D = (
         Deferred("convert.keras_layers", name) for name in ("AddConstantUnfused", "Affine", "Clip", "Elementwise",
                                                             "GroupedConv2D", "HardSigmoid", "HardSwish", "Pad2D"))
-    FakeQuant, GridConv2D, QuantizeFloat = (
-        Deferred("convert.qdq_layers", name) for name in ("FakeQuant", "GridConv2D", "QuantizeFloat"))
+    FakeQuant, GridConv2D, PReLU16, QuantizeFloat, int16_grid_of = (
+        Deferred("convert.qdq_layers", name)
+        for name in ("FakeQuant", "GridConv2D", "PReLU16", "QuantizeFloat", "int16_grid_of"))
 
 BINARY_DENSE_REASON = "binary dense layers stay float in LCE (LceQuantize -> LceDequantize -> FULLY_CONNECTED)"
 
@@ -85,7 +86,7 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     grid = b.graph.weight_grids.get(node.input[1])
     x = b.tensor(node, plan.reads)
     if plan.lowering.explicit_pad:
-        x = Pad2D(plan.pads, plan.pad_value, name=b.name(node, "_pad"))(x)
+        x = b.same_range(plan.reads, Pad2D(plan.pads, plan.pad_value, name=b.name(node, "_pad"))(x), node.name + "_pad")
     if plan.lowering is ConvLowering.ONE_BEFORE_SIGN:  # binarize the +1-padded pre-binarizer tensor
         x = lq.quantizers.SteSign(name=b.name(node, "_sign"))(x)
     common = dict(strides=g.strides, padding=plan.padding_mode, dilation_rate=g.dilations,
@@ -97,8 +98,18 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     if plan.grouped:
         out = GroupedConv2D(kernel, bias, g.groups, g.strides, plan.padding_mode, g.dilations, name=common["name"])(x)
     elif grid is not None and b.quantization_aware:  # the int8 model keeps the weight grid exactly
-        out = GridConv2D(kernel, bias, grid.scale, strides=g.strides, padding=plan.padding_mode,
-                         dilations=g.dilations, depthwise=plan.depthwise, name=common["name"])(x)
+        float_bias = (b.activation_bits == 16 and bias is not None and node.output[0] in b.ranges
+                      and not plan.zero_correction)
+        out = GridConv2D(kernel, None if float_bias else bias, grid.scale, strides=g.strides,
+                         padding=plan.padding_mode, dilations=g.dilations, depthwise=plan.depthwise,
+                         name=common["name"])(x)
+        if float_bias:  # 16x8: the int16 sum of products, then the bias in float (module docstring of int8_qat)
+            low, high = b.ranges[node.output[0]]
+            margin = float(np.abs(bias).max())
+            out = FakeQuant(low - margin, high + margin, bits=16, name=b.name(node, "_products"))(out)
+            b.tensors[node.output[0]] = Elementwise(tf.add, bias, name=b.name(node, "_bias"))(out)
+            _record_conv(b, node, plan, weight, bias, out)
+            return
     else:
         if plan.depthwise:
             layer = tf.keras.layers.DepthwiseConv2D(g.kernel, depth_multiplier=weight.shape[0] // cin, **common)
@@ -109,6 +120,13 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     if plan.zero_correction:
         correction = zero_pad.edge_correction(weight, g, plan.pads, b.graph.shapes[plan.data][2:])
         out = AddConstantUnfused(-correction, name=b.name(node, "_zero_pad"))(out)
+    _record_conv(b, node, plan, weight, bias, out)
+    b.put(node, out)
+
+
+def _record_conv(b: Builder, node: onnx.NodeProto, plan, weight: np.ndarray, bias: np.ndarray | None,
+                 out: tf.Tensor) -> None:
+    g = plan.geometry
     _, oh, ow, oc = (int(d) for d in out.shape)
     b.record(node, "depthwise_conv" if plan.depthwise else "conv",
              W1A1 if plan.binary else conv_precision(b.graph, node.input[1], plan.data),
@@ -116,7 +134,6 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
              bias_params=0 if bias is None else int(bias.size),
              macs=oh * ow * oc * weight.shape[1] * g.kernel[0] * g.kernel[1], lowering=plan.description,
              reason=plan.reason)
-    b.put(node, out)
 
 
 # -- normalization and activations ----------------------------------------------------------------
@@ -159,6 +176,9 @@ def _prelu(b: Builder, node: onnx.NodeProto) -> None:
     slope = slope.reshape((1,) * (len(shape) - slope.ndim) + slope.shape)
     if any(s not in (1, d) for s, d in zip(slope.shape, shape, strict=True)):
         raise UnsupportedOpError(node.name, node.op_type, f"slope of shape {slope.shape} does not broadcast")
+    if b.quantization_aware and b.activation_bits == 16:
+        b.put(node, PReLU16(slope, name=b.name(node))(x))
+        return
     # Share the axes the slope is constant over, so the flatbuffer stores [C], not [H, W, C].
     shared = [i + 1 for i, (s, d) in enumerate(zip(slope.shape, shape, strict=True)) if s == 1 and d != 1]
     layer = tf.keras.layers.PReLU(shared_axes=shared or None, name=b.name(node))
@@ -464,9 +484,15 @@ def _dequantize(b: Builder, node: onnx.NodeProto) -> None:
     if point is None:
         raise UnsupportedOpError(node.name, node.op_type, "only QuantizeLinear -> DequantizeLinear of a tensor with "
                                  "one constant scale and zero point, or of constant codes, is supported")
-    layer = (FakeQuant(*point.range, name=b.name(node)) if b.quantization_aware
-             else QuantizeFloat(point, name=b.name(node)))
-    b.put(node, layer(b.tensor(node, point.source)))
+    x = b.tensor(node, point.source)
+    if not b.quantization_aware:
+        b.put(node, QuantizeFloat(point, name=b.name(node))(x))
+        return
+    if b.activation_bits == 16:  # clipped to the point's range, rounded by an int16 tensor of step s
+        x = Clip(*point.range, name=b.name(node, "_clip"))(x)
+        b.put(node, FakeQuant(*int16_grid_of(point), bits=16, name=b.name(node))(x))
+    else:
+        b.put(node, FakeQuant(*point.range, name=b.name(node))(x))
 
 
 @LOWERINGS.lowers("QuantizeLinear", accepts="of a constant (folded), or followed by its `DequantizeLinear`",

@@ -14,6 +14,8 @@ import tensorflow as tf
 
 from convert.qdq import WEIGHT_CODE_MAX, QuantizePoint
 
+INT16_CODE_MAX = 32767
+
 
 class QuantizeFloat(tf.keras.layers.Layer):
     """``s * (clip(round(x / s) + z, q_min, q_max) - z)`` in float ops (round half to even, as ONNX)."""
@@ -29,16 +31,48 @@ class QuantizeFloat(tf.keras.layers.Layer):
 
 
 class FakeQuant(tf.keras.layers.Layer):
-    """``tf.quantization.fake_quant_with_min_max_args`` over ``[low, high]`` (widened to contain 0), 8 bits."""
+    """``tf.quantization.fake_quant_with_min_max_args`` over ``[low, high]`` (widened to contain 0): 8 bits
+    (256 levels, an int8 tensor), or 16 bits symmetric (``[-m, m]``, m = max(|low|, |high|), 65,535 levels
+    with 0 in the middle: TFLite's int16 activations, zero point 0)."""
 
-    def __init__(self, low: float, high: float, **kwargs) -> None:
+    def __init__(self, low: float, high: float, bits: int = 8, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.low, self.high = min(float(low), 0.0), max(float(high), 0.0)
+        if bits not in (8, 16):
+            raise ValueError(f"FakeQuant: bits must be 8 or 16, got {bits}")
+        self.low, self.high, self.bits = min(float(low), 0.0), max(float(high), 0.0), bits
+        if bits == 16:
+            self.high = max(-self.low, self.high)
+            self.low = -self.high
         if self.high - self.low <= 0:
             self.high = self.low + 1e-6
 
     def call(self, inputs):
-        return tf.quantization.fake_quant_with_min_max_args(inputs, min=self.low, max=self.high, num_bits=8)
+        return tf.quantization.fake_quant_with_min_max_args(inputs, min=self.low, max=self.high, num_bits=self.bits,
+                                                            narrow_range=self.bits == 16)
+
+
+def int16_grid_of(point: QuantizePoint) -> tuple[float, float]:
+    """The symmetric int16 range whose step is ``point.scale``: a 16-bit ``FakeQuant`` of it rounds onto the
+    point's grid, and every level ``(q - z) s`` of an int8 point (``|q - z| <= 255``) is an int16 code."""
+    limit = INT16_CODE_MAX * point.scale
+    return -limit, limit
+
+
+class PReLU16(tf.keras.layers.Layer):
+    """``relu(x) - slope * relu(-x)`` (Keras' PReLU, which the converter fuses into ``PRELU``) with the slope
+    through a symmetric 16-bit ``FakeQuant``, for a 16x8 model: with an int16 input and an int8 slope the
+    converter fails; with this slope, having no int16 ``PRELU`` kernel, it keeps the ``PRELU`` float
+    between ``DEQUANTIZE`` and ``QUANTIZE`` (slope rounded to ``max |slope| / 32767``)."""
+
+    def __init__(self, slope: np.ndarray, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.slope = np.asarray(slope, dtype=np.float32)
+        self.limit = max(float(np.abs(self.slope).max()), 1e-6)
+
+    def call(self, inputs):
+        slope = tf.quantization.fake_quant_with_min_max_args(tf.constant(self.slope), min=-self.limit, max=self.limit,
+                                                             num_bits=16, narrow_range=True)
+        return tf.nn.relu(inputs) - slope * tf.nn.relu(-inputs)
 
 
 class GridConv2D(tf.keras.layers.Layer):

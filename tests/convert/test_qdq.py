@@ -180,3 +180,41 @@ def test_int8_agreement_benchmark_measures_the_rebuilt_int8_model(tmp_path):
     assert entry["images"] == 32 and entry["torch_top1"] == 1.0 and entry["agreement"] >= 0.9
     assert entry["int8_grids"] == {"grid_convs": 2, "exact": 2, "missing": []}
     assert entry["ops"].get("QUANTIZE", 0) >= 1 and entry["int8_bytes"] > 0
+
+
+def test_int16x8_model_keeps_the_grids_with_int16_conv_activations(tmp_path):
+    """The 16x8 form: grid convs read int16 tensors of step exactly the point's scale and write int16
+    (int8 grid weights, int64 biases); the element-wise ops between them stay float; it agrees with ONNX."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from convert.engines import nchw_to_nhwc, run_tflite
+    from convert.int8_qat import convert_int8_qat, grid_check
+
+    codes, _ = _qdq_net(tmp_path / "m.onnx")
+    graph = load_graph(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).normal(0, 1, (48, 2, 8, 8)).astype(np.float32)
+    flatbuffer = convert_int8_qat(graph, nchw_to_nhwc(x[:16]), activation_bits=16)
+    assert grid_check(graph, flatbuffer) == {"grid_convs": 2, "exact": 2, "missing": []}
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    interpreter.allocate_tensors()
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    ops = interpreter._get_ops_details()
+    convs = [op for op in ops if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    types = [[details[i]["dtype"].__name__ for i in (*op["inputs"], *op["outputs"]) if i >= 0] for op in convs]
+    # float stem; the two grid convs int16 x int8 -> int16 (bias added after them in float); float 1x1 conv
+    assert types[0] == types[3] == ["float32"] * 4
+    assert all(t[:2] == ["int16", "int8"] and t[-1] == "int16" and set(t[2:-1]) <= {"int64"} for t in types[1:3])
+    source = details[convs[1]["inputs"][0]]["quantization_parameters"]
+    assert source["scales"][0] == pytest.approx(ACT_SCALE, rel=1e-6) and source["zero_points"][0] == 0
+    weight = interpreter.get_tensor(convs[1]["inputs"][1])
+    assert np.array_equal(np.abs(weight), np.abs(codes).transpose(0, 2, 3, 1))
+    int16_ops = {op["op_name"] for op in ops if details[op["outputs"][0]]["dtype"] == np.int16}
+    assert int16_ops <= {"CONV_2D", "DEPTHWISE_CONV_2D", "QUANTIZE", "PAD"}  # element-wise ops: float
+    assert "ADD" in {op["op_name"] for op in ops if details[op["outputs"][0]]["dtype"] == np.float32}
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    onnx_logits = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1]})[0]
+                                  for i in range(len(x))])
+    logits = run_tflite(flatbuffer, nchw_to_nhwc(x))
+    assert np.mean(logits.argmax(1) == onnx_logits.argmax(1)) >= 0.95
+    assert np.abs(logits - onnx_logits).max() < 0.1
