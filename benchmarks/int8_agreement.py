@@ -58,7 +58,8 @@ def measure(run: Path, form: str) -> dict[str, object]:
     flatbuffer = convert_int8_qat(graph, x_calib, FORMS[form])
     seconds = time.perf_counter() - start
     logits = run_tflite(flatbuffer, x)  # default delegates, as the convert pipeline's parity check
-    return {"form": form, "images": len(x), "agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
+    return {"form": form, "images": len(x),
+            "agreement": float(np.mean(logits.argmax(1) == torch_logits.argmax(1))),
             "int8_top1": float(np.mean(logits.argmax(1) == labels)),
             "torch_top1": float(np.mean(torch_logits.argmax(1) == labels)),
             "max_abs_logit_diff": float(np.abs(logits - torch_logits).max()), "int8_bytes": len(flatbuffer),
@@ -69,11 +70,12 @@ def measure(run: Path, form: str) -> dict[str, object]:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     for run in args.run_dirs:
-        entry = measure(run, args.form)  # minutes: read the file after it, so runs measured meanwhile are kept
+        entry = measure(run, args.form)  # minutes: read the file after it, so entries written meanwhile are kept
         results = json.loads(args.results.read_text(encoding="utf-8")) if args.results.is_file() else {}
         results[f"{os.path.relpath(run.resolve(), REPO)} {args.form}"] = entry
         write_json(args.results, results)
-        print(f"{run} ({args.form}): agreement {100 * entry['agreement']:.2f} %, int8 top-1 {100 * entry['int8_top1']:.2f} %, "
+        print(f"{run} ({args.form}): agreement {100 * entry['agreement']:.2f} %, "
+              f"int8 top-1 {100 * entry['int8_top1']:.2f} %, "
               f"grids exact {entry['int8_grids']['exact']} of {entry['int8_grids']['grid_convs']}", flush=True)
     return 0
 

@@ -76,9 +76,11 @@ def grid_conv_tensors(graph: Graph) -> set[str]:
     return {n.input[0] for n in convs} | {n.output[0] for n in convs}
 
 
-def calibration_ranges(graph: Graph, calib_nhwc: np.ndarray, activation_bits: int = 8) -> dict[str, tuple[float, float]]:
-    """The (min, max) over the calibration images in the float model of each tensor of the integer part,
-    and with 8-bit activations the fixed ranges of the tensors only quantize points read (module docstring)."""
+def calibration_ranges(graph: Graph, calib_nhwc: np.ndarray,
+                       activation_bits: int = 8) -> dict[str, tuple[float, float]]:
+    """The (min, max) over the calibration images in the float model of each tensor of the integer part
+    (16-bit: of the grid convs' inputs and outputs), and with 8-bit activations the fixed ranges of the
+    tensors only quantize points read (module docstring)."""
     if len(calib_nhwc) == 0:
         raise ConvertError("the calibration set is empty; int8 quantization needs calibration images")
     builder = Builder(graph)
@@ -111,8 +113,9 @@ def convert_int8_qat(graph: Graph, calib_nhwc: np.ndarray, activation_bits: int 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]
     if activation_bits == 16:
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
-                                               tf.lite.OpsSet.TFLITE_BUILTINS]
+        ops = tf.lite.OpsSet
+        converter.target_spec.supported_ops = [ops.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+                                               ops.TFLITE_BUILTINS]
     try:
         flatbuffer = bytes(converter.convert())
     except Exception as exc:
@@ -131,9 +134,9 @@ def widen_int16_conv_biases(flatbuffer: bytes) -> bytes:
     from tensorflow.lite.tools import flatbuffer_utils
 
     model = flatbuffer_utils.convert_bytearray_to_object(bytearray(flatbuffer))
+    kinds = (schema.BuiltinOperator.CONV_2D, schema.BuiltinOperator.DEPTHWISE_CONV_2D)
     convs = {i for i, code in enumerate(model.operatorCodes)
-             if max(code.builtinCode, code.deprecatedBuiltinCode) in (schema.BuiltinOperator.CONV_2D,
-                                                                      schema.BuiltinOperator.DEPTHWISE_CONV_2D)}
+             if max(code.builtinCode, code.deprecatedBuiltinCode) in kinds}
     for graph in model.subgraphs:
         for op in graph.operators:
             if op.opcodeIndex not in convs or len(op.inputs) < 3 or op.inputs[2] < 0:
@@ -141,7 +144,8 @@ def widen_int16_conv_biases(flatbuffer: bytes) -> bytes:
             data, bias = graph.tensors[op.inputs[0]], graph.tensors[op.inputs[2]]
             if data.type == schema.TensorType.INT16 and bias.type == schema.TensorType.INT32:
                 widened = schema.BufferT()  # a new buffer: the converter shares equal constants' buffers
-                widened.data = np.frombuffer(bytes(model.buffers[bias.buffer].data), "<i4").astype("<i8").view(np.uint8)
+                int32 = np.frombuffer(bytes(model.buffers[bias.buffer].data), "<i4")
+                widened.data = int32.astype("<i8").view(np.uint8)
                 model.buffers.append(widened)
                 bias.buffer, bias.type = len(model.buffers) - 1, schema.TensorType.INT64
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))

@@ -123,7 +123,8 @@ class Builder:
     def _calibrated(self, tensor: str, value: tf.Tensor, base: str) -> tf.Tensor:
         if self.ranges is None or tensor not in self.ranges:
             return value
-        return FakeQuant(*self.ranges[tensor], bits=self.activation_bits, name=self.unique_name(f"{base}_range"))(value)
+        layer = FakeQuant(*self.ranges[tensor], bits=self.activation_bits, name=self.unique_name(f"{base}_range"))
+        return layer(value)
 
     def same_range(self, tensor: str, value: tf.Tensor, base: str) -> tf.Tensor:
         """``value`` (a padded copy of ``tensor``) through ``tensor``'s int16 ``FakeQuant`` in a 16x8 build:

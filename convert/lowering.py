@@ -86,7 +86,8 @@ def _conv(b: Builder, node: onnx.NodeProto) -> None:
     grid = b.graph.weight_grids.get(node.input[1])
     x = b.tensor(node, plan.reads)
     if plan.lowering.explicit_pad:
-        x = b.same_range(plan.reads, Pad2D(plan.pads, plan.pad_value, name=b.name(node, "_pad"))(x), node.name + "_pad")
+        x = Pad2D(plan.pads, plan.pad_value, name=b.name(node, "_pad"))(x)
+        x = b.same_range(plan.reads, x, node.name + "_pad")
     if plan.lowering is ConvLowering.ONE_BEFORE_SIGN:  # binarize the +1-padded pre-binarizer tensor
         x = lq.quantizers.SteSign(name=b.name(node, "_sign"))(x)
     common = dict(strides=g.strides, padding=plan.padding_mode, dilation_rate=g.dilations,
