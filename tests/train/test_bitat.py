@@ -183,6 +183,18 @@ def test_rotation_is_the_cayley_map_equal_to_the_exponential_up_to_third_order()
     assert 7.0 < errors[0] / errors[1] < 9.0  # halving S divides the difference by 2^3
 
 
+def test_rotation_scale_multiplies_the_generator_and_round_trips():
+    a = torch.randn(4, 4, generator=torch.Generator().manual_seed(7))
+    scaled, plain = RotatedSign(4, scale=3.0), RotatedSign(4)
+    with torch.no_grad():
+        scaled.rotation_generator.copy_(a)
+        plain.rotation_generator.copy_(3.0 * a)
+    assert torch.allclose(scaled.rotation(), plain.rotation(), atol=1e-6)
+    assert from_config(scaled.to_config()).scale == 3.0
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        RotatedSign(4, scale=0.0)
+
+
 def test_rotation_trains_with_the_task_and_the_importance_term_trains_only_the_rotation():
     model, method, ctx, optimizer, data = _setup(beta_ratio=0.1)
     layer = method.layers["conv2"]

@@ -53,7 +53,8 @@ class BitatConfig(MethodConfig):
     """Options of ``bitat`` (see the module docstring for the components).
 
     Schedule: ``granularity`` (layer | block), ``progressive``, ``progression`` (the fraction of
-    the steps over which the stages start), ``activations_first``. Transform: ``rotation``.
+    the steps over which the stages start), ``activations_first``. Transform: ``rotation``,
+    ``rotation_scale`` (``S = scale (A - A^T)``: the rotation's learning rate relative to the weights').
     Importance: ``importance``, ``beta_ratio`` (0 turns the term off); ``C`` is the mean over
     ``calibration_batches`` batches of at most ``max_patches`` patches per batch and layer (drawn
     with ``seed``), ``eps`` added to its diagonal, measured in eval mode. ``sign_choice`` (R9b):
@@ -67,6 +68,7 @@ class BitatConfig(MethodConfig):
     progression: float = Field(0.3, gt=0, lt=1)
     activations_first: bool = False
     rotation: bool = True
+    rotation_scale: float = Field(1.0, gt=0)
     importance: bool = True
     beta_ratio: float = Field(0.1, ge=0)
     calibration_batches: int = Field(4, ge=1)
@@ -122,7 +124,7 @@ class BitatMethod(Method):
         )
         if c.rotation:
             for layer in self.layers.values():
-                layer.weight_quantizer = RotatedSign(layer.in_channels).to(layer.weight.device)
+                layer.weight_quantizer = RotatedSign(layer.in_channels, scale=c.rotation_scale).to(layer.weight.device)
         stages = group_stages(list(self.layers), c.granularity) if c.progressive else [list(self.layers)]
         self.schedule = StageSchedule.build(stages, total_steps=ctx.total_steps, progression=c.progression)
         ctx.log(
