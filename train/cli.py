@@ -14,7 +14,7 @@ import click
 
 from bitat_edge.layout import RunDir
 from bitat_edge.schema import SchemaError
-from train.config import RESULT_NEUTRAL_KEYS, ConfigError, TrainConfig, config_diff, load_config, read_yaml
+from train.config import ConfigError, TrainConfig, load_config, read_yaml, run_config_diff
 from train.errors import TrainError
 from train.rundir import read_summary
 
@@ -43,7 +43,7 @@ def _reuse_finished(run: RunDir, cfg: TrainConfig) -> bool:
         stored = read_yaml(run.config)
     except ConfigError as exc:
         raise click.ClickException(f"{run.root} holds a finished run whose config cannot be read ({exc})") from None
-    differ = config_diff(stored, cfg.to_dict(), ignore=RESULT_NEUTRAL_KEYS)
+    differ = run_config_diff(stored, cfg)
     if differ:
         raise click.ClickException(
             f"{run.root} holds a finished run with a different config (differs at: {', '.join(differ[:6])}); "

@@ -287,6 +287,17 @@ RESULT_NEUTRAL_KEYS = frozenset({
 })
 
 
+def run_config_diff(stored: dict[str, Any], cfg: TrainConfig) -> list[str]:
+    """Dotted keys, beyond ``RESULT_NEUTRAL_KEYS``, where a run's stored config differs from ``cfg``. The
+    stored config is resolved by the current schema first, so an option added since the run was written
+    counts at its default; one that no longer validates (a key removed since) is compared as written."""
+    try:
+        stored = config_from_dict(stored).to_dict()
+    except ConfigError:
+        pass
+    return config_diff(stored, cfg.to_dict(), ignore=RESULT_NEUTRAL_KEYS)
+
+
 def config_diff(a: dict[str, Any], b: dict[str, Any], ignore: Iterable[str] = (), prefix: str = "") -> list[str]:
     """Dotted keys whose values differ between two resolved config dicts (``ignore``: dotted keys to skip)."""
     ignored = set(ignore)

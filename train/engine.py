@@ -31,7 +31,7 @@ from bitat_edge.atomic import write_json
 from bitat_edge.layout import RunDir
 from train.assembly import assemble, build_from_checkpoint, schedule_lengths
 from train.checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
-from train.config import RESULT_NEUTRAL_KEYS, TrainConfig, config_diff
+from train.config import TrainConfig, run_config_diff
 from train.data import build_datasets
 from train.distributed import (
     DistEnv,
@@ -424,7 +424,7 @@ class Trainer:
 
 def check_resumable(run: RunDir, cfg: TrainConfig) -> None:
     """Refuse to resume ``run`` when its last.pt was written with a config that computes something else."""
-    differ = config_diff(load_checkpoint(run.last)["config"], cfg.to_dict(), ignore=RESULT_NEUTRAL_KEYS)
+    differ = run_config_diff(load_checkpoint(run.last)["config"], cfg)
     if differ:
         raise ResumeError(
             f"{run.root} holds a run with a different config (differs at: {', '.join(differ[:6])}); "

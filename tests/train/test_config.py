@@ -12,6 +12,7 @@ from train.config import (
     TrainConfig,
     apply_overrides,
     config_diff,
+    run_config_diff,
     config_from_dict,
     load_config,
 )
@@ -163,6 +164,17 @@ def test_config_diff_ignores_given_keys():
     b = config_from_dict({"optim": {"lr": 0.5}, "run": {"progress": False}}).to_dict()
     assert config_diff(a, b) == ["optim.lr", "run.progress"]
     assert config_diff(a, b, ignore={"run.progress"}) == ["optim.lr"]
+
+
+def test_run_config_diff_counts_options_added_since_the_run_at_their_defaults():
+    cfg = config_from_dict({"method": {"name": "bitat"}})
+    stored = cfg.to_dict()
+    del stored["method"]["rotation_scale"]  # written before the option existed
+    assert run_config_diff(stored, cfg) == []
+    other = config_from_dict({"method": {"name": "bitat", "rotation_scale": 2.0}})
+    assert run_config_diff(stored, other) == ["method.rotation_scale"]
+    stored["method"]["gone_option"] = 1  # removed since: compared as written
+    assert run_config_diff(stored, cfg) == ["method.gone_option", "method.rotation_scale"]
 
 
 @pytest.mark.parametrize("name", sorted(p.name for p in (REPO / "configs").glob("*.yaml")))
