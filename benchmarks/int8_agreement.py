@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         results[f"{os.path.relpath(run.resolve(), REPO)} {args.form}"] = entry
         write_json(args.results, results)
         print(f"{run} ({args.form}): agreement {100 * entry['agreement']:.2f} %, "
-              f"int8 top-1 {100 * entry['int8_top1']:.2f} %, "
+              f"deployed top-1 {100 * entry['int8_top1']:.2f} %, "
               f"grids exact {entry['int8_grids']['exact']} of {entry['int8_grids']['grid_convs']}", flush=True)
     return 0
 

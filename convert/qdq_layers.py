@@ -59,10 +59,10 @@ def int16_grid_of(point: QuantizePoint) -> tuple[float, float]:
 
 
 class PReLU16(tf.keras.layers.Layer):
-    """``relu(x) - slope * relu(-x)`` (Keras' PReLU, which the converter fuses into ``PRELU``) with the slope
-    through a symmetric 16-bit ``FakeQuant``, for a 16x8 model: with an int16 input and an int8 slope the
-    converter fails; with this slope, having no int16 ``PRELU`` kernel, it keeps the ``PRELU`` float
-    between ``DEQUANTIZE`` and ``QUANTIZE`` (slope rounded to ``max |slope| / 32767``)."""
+    """``relu(x) - slope * relu(-x)`` with the slope through a symmetric 16-bit ``FakeQuant`` (rounded to
+    ``max |slope| / 32767``), for a 16x8 model: Keras' PReLU on an int16 input makes the converter pair it
+    with an int8 slope and fail. The converter keeps this form as float ``RELU``, ``NEG``, ``MUL`` and
+    ``SUB`` (not fused into ``PRELU``) between ``DEQUANTIZE`` and ``QUANTIZE``."""
 
     def __init__(self, slope: np.ndarray, **kwargs) -> None:
         super().__init__(**kwargs)

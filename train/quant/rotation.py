@@ -1,9 +1,9 @@
 """A trained orthonormal rotation of a conv's latent weight before the sign (BiTAT, our reading).
 
 The latent weight ``W`` (``O x C x kh x kw``) is rotated on its input-channel axis,
-``V[o, :, i, j] = R^T W[o, :, i, j]`` with ``R`` the Cayley map of the skew-symmetric ``S = A - A^T``,
-``R = (I - S/2)^-1 (I + S/2)``, ``S = scale (A - A^T)``: orthonormal for any ``A`` (``I - S/2`` is always invertible), the (1, 1)
-Pade approximant of ``exp(S)`` (equal to it up to third order in ``S``) and about 10x cheaper than
+``V[o, :, i, j] = R^T W[o, :, i, j]`` with ``R`` the Cayley map of the skew-symmetric
+``S = scale (A - A^T)``, ``R = (I - S/2)^-1 (I + S/2)``: orthonormal for any ``A`` (``I - S/2`` is always
+invertible), the (1, 1) Pade approximant of ``exp(S)`` (equal to it up to third order in ``S``) and about 10x cheaper than
 ``matrix_exp`` forward and backward at 64-128 channels on this CPU. ``A`` is a trained parameter
 that starts at 0 (``R = I``, so ``V = W`` and a float checkpoint keeps its signs); ``scale``
 multiplies the rotation's learning rate under Adam (its updates are ~lr per entry of ``A``). The layer computes
