@@ -21,6 +21,14 @@ from bitat_edge.precision import PrecisionField
 SCHEMA_VERSION = 2
 ModelKind = Literal["lce", "fp32", "int8"]
 assert set(ModelKind.__args__) == set(MODEL_KINDS)  # noqa: S101 - one list of kinds
+IntegerForm = Literal["int8", "int16x8"]
+"""Which integer model the bundle's ``int8`` kind (``model_int8.tflite``) holds; the convert pipeline decides."""
+INTEGER_FORMS: dict[IntegerForm, str] = {
+    "int8": "every tensor int8",
+    "int16x8": "int8 weights, int16 activations into and out of the grid convs, the ops between them float",
+}
+"""What each integer form is, in the words reports show to users."""
+assert set(INTEGER_FORMS) == set(IntegerForm.__args__)  # noqa: S101 - one list of forms
 
 
 class ManifestError(schema.SchemaError):
@@ -90,7 +98,10 @@ class DeploySection(schema.Schema):
     the eval set has no labels, ``top1_is == "agreement"``: the agreement with ``reference``).
     ``sha256`` fingerprints each flatbuffer so results can name exactly what ran; ``blob`` and
     ``mcu_blob`` describe the C engine's compiled models (application cores; microcontrollers) when the
-    bundle has them.
+    bundle has them. ``int8_form`` says which integer form the ``int8`` model holds (``INTEGER_FORMS``):
+    ``int8``, every tensor int8 (post-training calibration, or quantization-aware for a graph with integer
+    grids; bundles written before the field existed); ``int16x8``, int8 weights, int16 activations into and
+    out of the grid convs, the ops between them float (graphs with integer grids).
     """
 
     input_shape: list[int]  # NHWC, batch 1
@@ -99,6 +110,7 @@ class DeploySection(schema.Schema):
     top1_is: Literal["accuracy", "agreement"] = "accuracy"
     reference: str = ""
     sha256: dict[ModelKind, str] = Field(default_factory=dict)
+    int8_form: IntegerForm = "int8"
     blob: BlobInfo | None = None  # None: the LCE model has an op the C engine does not run
     mcu_blob: BlobInfo | None = None
 

@@ -32,9 +32,10 @@ if TYPE_CHECKING:
 
 def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: dict[str, Any],
                     models: dict[mf.ModelKind, bytes], layers: list[LayerRecord],
-                    blobs: dict[str, CompiledBlob] | None = None) -> mf.Manifest:
+                    blobs: dict[str, CompiledBlob] | None = None, *, int8_form: mf.IntegerForm) -> mf.Manifest:
     """``manifest`` with the ``deploy`` section the runtime reads (and the built layers when it lists none);
-    ``blobs``: the C engine's compiled models by DeploySection field (``blob``, ``mcu_blob``)."""
+    ``blobs``: the C engine's compiled models by DeploySection field (``blob``, ``mcu_blob``); ``int8_form``:
+    the integer form of the ``int8`` model (``convert.pipeline.int8_form``)."""
     _, c, h, w = input_nchw
     engines = parity["engines"]
     deploy = mf.DeploySection(
@@ -43,6 +44,7 @@ def deploy_manifest(manifest: mf.Manifest, input_nchw: tuple[int, ...], parity: 
                         for kind, (name, _) in ENGINES.items()},
         top1_is="accuracy" if parity["labelled"] else "agreement", reference=parity["reference"],
         sha256={kind: hashlib.sha256(flatbuffer).hexdigest() for kind, flatbuffer in models.items()},
+        int8_form=int8_form,
         **{field: mf.BlobInfo(format_version=blob.format_version, arena_bytes=blob.arena_bytes,
                               sha256=hashlib.sha256(blob.data).hexdigest()) for field, blob in (blobs or {}).items()})
     specs = manifest.layers or [  # a foreign model's manifest may not list its layers

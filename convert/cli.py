@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from bitat_edge.manifest import INTEGER_FORMS
 from bitat_edge.schema import SchemaError
 from convert.errors import ConvertError
 from convert.gate import DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_INT8_AGREEMENT, ParityGate
@@ -42,7 +43,8 @@ def _gate_options(func):
                      help="Least top-1 agreement (%) of LCE, fp32 TFLite and ONNX Runtime with the reference; "
                           "below it no bundle is written."),
         click.option("--min-int8-agreement", type=percent, default=100 * DEFAULT_MIN_INT8_AGREEMENT,
-                     show_default=True, help="Least top-1 agreement (%) of the int8 baseline with the reference."),
+                     show_default=True,
+                     help="Least top-1 agreement (%) of the integer baseline (int8 or int16x8 form) with the reference."),
         click.option("--max-logit-error", type=click.FloatRange(0), default=None,
                      help="Largest max |logit diff| allowed for LCE, fp32 TFLite and ONNX Runtime (default: not "
                           "checked; a binary net may flip a few near-zero signs)."),
@@ -60,6 +62,7 @@ def _echo(result: ConvertResult) -> None:
     click.echo(f"wrote {result.bundle}: LceBconv2d {report['lce_bconv2d']} / binary-intent "
                f"{report['layers']['binary_intent']}, LCE/fp32 size {report['lce_over_fp32']:.3f}, "
                f"conversion {result.seconds['conversion_total']:.1f} s, total {result.seconds['total']:.1f} s")
+    click.echo(f"integer model (tflite_int8): {report['int8_form']} form ({INTEGER_FORMS[report['int8_form']]})")
     par = report["parity"]
     for name, e in par["engines"].items():
         acc = f", top-1 {100 * e['top1']:.2f} %" if "top1" in e else ""

@@ -38,6 +38,9 @@ Two forms (``activation_bits``):
   converter would make int8 (``ADD``/``SUB``/``PRELU`` with a constant), are therefore float between
   ``DEQUANTIZE`` and ``QUANTIZE``. The converter writes int32 biases for 16x8 convs, which TFLite's
   kernels read as int64 (``widen_int16_conv_biases``).
+
+The convert pipeline (``convert.pipeline.GRID_INT8_FORM``) ships the int16x8 form as the bundle's ``int8``
+model kind and records the form in the deploy manifest and the report (``int8_form``).
 """
 
 from __future__ import annotations
@@ -45,9 +48,14 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from bitat_edge.manifest import INTEGER_FORMS, IntegerForm
 from convert.errors import ConvertError
 from convert.keras_builder import Builder, build_keras_model
 from convert.onnx_graph import Graph
+
+ACTIVATION_BITS: dict[IntegerForm, int] = {"int8": 8, "int16x8": 16}
+"""The ``activation_bits`` of ``convert_int8_qat`` that builds each integer form (module docstring)."""
+assert set(ACTIVATION_BITS) == set(INTEGER_FORMS)  # noqa: S101 - one list of forms
 
 
 def _point_read_only(graph: Graph, tensor: str) -> tuple[float, float] | None:

@@ -1,9 +1,9 @@
 """The convert pipeline: ONNX + manifest (+ eval/calibration sets) -> a verified deploy bundle.
 
 One function, ``convert``, runs five steps and times each: load the inputs -> convert the three
-flatbuffers (LCE, fp32 and int8 TFLite) -> verify parity on every engine -> report -> write the
-bundle atomically. ``bitat-edge convert run`` / ``onnx`` and ``benchmarks/convert_time.py`` all call
-it, so the benchmark times exactly what users run.
+flatbuffers (LCE, fp32 and integer TFLite; ``int8_form`` decides which integer form) -> verify parity on
+every engine -> report -> write the bundle atomically. ``bitat-edge convert run`` / ``onnx`` and
+``benchmarks/convert_time.py`` all call it, so the benchmark times exactly what users run.
 
 Everything a user can get wrong (the output directory, the manifest, the ONNX graph and its op set,
 the eval and calibration sets, the class count) is checked before TensorFlow is imported, and what
@@ -91,12 +91,25 @@ class Inputs:
     torch_logits: np.ndarray | None = None
 
 
+GRID_INT8_FORM: mf.IntegerForm = "int16x8"
+"""The integer form of the ``int8`` model of a graph with integer grids (``convert.int8_qat``): grids exact and
+~99.6-99.99 % top-1 agreement with PyTorch on UniQ W2A2 / QAF, where the pure int8 form agrees on ~98 %
+(results/int8_agreement.json). A graph without grids gets post-training int8 (``convert.tflite.convert_int8``)."""
+
+
+def int8_form(graph: Graph) -> mf.IntegerForm:
+    """The integer form of ``graph``'s ``int8`` model: the one place that decides it."""
+    return GRID_INT8_FORM if graph.has_qdq else "int8"
+
+
 @dataclass
 class Flatbuffers:
-    """Step 2's result: the Keras model and the three flatbuffers by bundle model kind."""
+    """Step 2's result: the Keras model, the three flatbuffers by bundle model kind and the integer form the
+    ``int8`` one holds."""
 
     built: BuiltModel
     models: dict[mf.ModelKind, bytes]
+    int8_form: mf.IntegerForm
 
 
 @dataclass
@@ -196,8 +209,8 @@ def load_inputs(request: ConvertRequest) -> Inputs:
 
 
 def convert_flatbuffers(graph: Graph, x_calib: np.ndarray, target: str, timer: StageTimer) -> Flatbuffers:
-    """Step 2: the Keras model, then the LCE flatbuffer and the fp32 / int8 TFLite baselines."""
-    from convert.int8_qat import convert_int8_qat
+    """Step 2: the Keras model, then the LCE flatbuffer and the fp32 / integer TFLite baselines (``int8_form``)."""
+    from convert.int8_qat import ACTIVATION_BITS, convert_int8_qat
     from convert.keras_builder import build_keras_model
     from convert.lce import convert_lce
     from convert.tflite import convert_fp32, convert_int8
@@ -208,10 +221,12 @@ def convert_flatbuffers(graph: Graph, x_calib: np.ndarray, target: str, timer: S
         lce = convert_lce(built.model, target=target)
     with timer.stage("fp32"):
         fp32 = convert_fp32(built.model)
-    with timer.stage("int8"):  # a graph with integer grids keeps them: quantization-aware int8
+    form = int8_form(graph)
+    with timer.stage("int8"):  # a graph with integer grids keeps them: quantization-aware
         calib = nchw_to_nhwc(x_calib)
-        int8 = convert_int8_qat(graph, calib) if graph.has_qdq else convert_int8(built.model, calib)
-    return Flatbuffers(built, {"lce": lce, "fp32": fp32, "int8": int8})
+        int8 = (convert_int8_qat(graph, calib, ACTIVATION_BITS[form]) if graph.has_qdq
+                else convert_int8(built.model, calib))
+    return Flatbuffers(built, {"lce": lce, "fp32": fp32, "int8": int8}, form)
 
 
 @contextlib.contextmanager
@@ -286,14 +301,14 @@ def convert(request: ConvertRequest) -> ConvertResult:
             input_nchw=inputs.graph.input_shape, onnx_ops=inputs.graph.op_histogram(),
             models={ENGINES[kind][0]: fb for kind, fb in flatbuffers.models.items()},
             layers=flatbuffers.built.layers, parity=parity, gate=request.gate.verdict(parity),
-            calibration_images=len(inputs.x_calib), timing_s=timing_s)
+            calibration_images=len(inputs.x_calib), timing_s=timing_s, int8_form=flatbuffers.int8_form)
         result["engine_blob"], result["engine_mcu_blob"] = blob_entries["blob"], blob_entries["mcu_blob"]
         if inputs.graph.weight_grids:
             from convert.int8_qat import grid_check
 
             result["int8_grids"] = grid_check(inputs.graph, flatbuffers.models["int8"])
         manifest = deploy_manifest(inputs.manifest, inputs.graph.input_shape, parity, flatbuffers.models,
-                                   flatbuffers.built.layers, blobs)
+                                   flatbuffers.built.layers, blobs, int8_form=flatbuffers.int8_form)
     if not result["gate"]["passed"]:
         kept = write_rejected(request.out, result)
         raise ParityGateError(f"{request.out}: no bundle written: the parity gate failed "

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bitat_edge.manifest import INTEGER_FORMS, IntegerForm
 from bitat_edge.precision import FLOAT, W1A1
 
 if TYPE_CHECKING:
@@ -87,10 +88,11 @@ def versions() -> dict[str, str]:
 
 def assemble(*, model_name: str, source: Path, target: str, input_nchw: tuple[int, ...], onnx_ops: dict[str, int],
              models: dict[str, bytes], layers: list[LayerRecord], parity: dict[str, Any], gate: dict[str, Any],
-             calibration_images: int, timing_s: dict[str, float]) -> dict[str, Any]:
+             calibration_images: int, timing_s: dict[str, float], int8_form: IntegerForm) -> dict[str, Any]:
     """The ``report.json`` content. ``models`` maps each engine name (``lce``, ``tflite_fp32``,
     ``tflite_int8``) to its flatbuffer; ``parity`` is ``parity(...)``'s result and ``gate`` the parity gate's
-    verdict on it (``convert.gate.ParityGate.verdict``)."""
+    verdict on it (``convert.gate.ParityGate.verdict``); ``int8_form`` is the integer form of the
+    ``tflite_int8`` model (``bitat_edge.manifest.INTEGER_FORMS``)."""
     from convert.lce import BCONV, op_histogram
 
     ops = {"onnx": onnx_ops} | {engine: op_histogram(fb) for engine, fb in models.items()}
@@ -100,7 +102,7 @@ def assemble(*, model_name: str, source: Path, target: str, input_nchw: tuple[in
                 [f"the builder lowered {summary['binary']} layers as binary but LCE emitted {bconv} {BCONV}"])
     return {
         "model_name": model_name, "source": str(source), "target": target, "versions": versions(),
-        "input_nchw": list(input_nchw), "ops": ops, "lce_bconv2d": bconv,
+        "input_nchw": list(input_nchw), "int8_form": int8_form, "ops": ops, "lce_bconv2d": bconv,
         "binary_check": {"ok": not problems, "all_binary_intent_lowered": not summary["float_binary_intent"],
                          "problems": problems},
         "sizes_bytes": {"onnx": source.stat().st_size} | {engine: len(fb) for engine, fb in models.items()},
@@ -129,9 +131,11 @@ def render_markdown(report: dict[str, Any]) -> str:
     """``report.md``: every figure comes from ``report`` (the ``report.json`` content)."""
     s = report["sizes_bytes"]
     lay = report["layers"]
+    form = report.get("int8_form", "int8")  # reports written before the field: the int8 form
     lines = [f"# Conversion report: {report['model_name']}", "",
              f"Converted from `{report['source']}` with larq-compute-engine {report['versions']['larq_compute_engine']}"
              f" (target `{report['target']}`) in {report['timing_s']['total']:.1f} s.", "",
+             f"Integer model (`tflite_int8`): **{form}** form ({INTEGER_FORMS[form]}).", "",
              "## Binary layers", "",
              f"- binary-intent layers: {lay['binary_intent']}; lowered as binary: {lay['binary']}; "
              f"`LceBconv2d` in the flatbuffer: {report['lce_bconv2d']}"
@@ -142,13 +146,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines.append(f"- problem: {problem}")
     grids = report.get("int8_grids")
     if grids:  # convert/int8_qat.py grid_check
-        lines += ["", "## Integer grids in the int8 model", "",
+        lines += ["", f"## Integer grids in the integer model ({form} form)", "",
                   f"- grid convs (QDQ weights): {grids['grid_convs']}; held exactly (codes and scales) by the int8 "
-                  f"flatbuffer: {grids['exact']}"]
+                  f"weights of the {form} flatbuffer: {grids['exact']}"]
         lines += [f"- not exact: `{name}`" for name in grids["missing"]]
     lines += ["", "## Sizes", "", "| file | bytes |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in s.items()]
-    lines += ["", f"LCE / fp32 size ratio: {report['lce_over_fp32']:.4f}; int8 calibrated on "
+    lines += ["", f"LCE / fp32 size ratio: {report['lce_over_fp32']:.4f}; integer model ({form}) calibrated on "
               f"{report['calibration_images']} images.", "",
               "## Parameters and cost", "", "| precision | parameters |", "|---|---:|"]
     lines += [f"| {k} | {v} |" for k, v in lay["params"].items()]

@@ -14,7 +14,7 @@ import numpy as np
 
 from bitat_edge.arrays import read_npz
 from bitat_edge.layout import MODEL_KINDS, BundleDir
-from bitat_edge.manifest import Manifest, ManifestError, load
+from bitat_edge.manifest import IntegerForm, Manifest, ManifestError, load
 from runtime.errors import BenchError
 from runtime.tflite_ops import operator_counts
 
@@ -46,6 +46,12 @@ class Bundle:
         if deploy is None or deploy.top1_is != "accuracy":
             return None
         return deploy.reference_top1.get(kind)
+
+    @property
+    def int8_form(self) -> IntegerForm:
+        """The integer form the ``int8`` model holds (``manifest.deploy.int8_form``; "int8" in bundles written
+        before the field existed)."""
+        return self.manifest.deploy.int8_form if self.manifest.deploy is not None else "int8"
 
 
 def sha256_file(path: Path) -> str:
@@ -88,8 +94,9 @@ def load_bundle(path: str | Path, kinds: tuple[str, ...] = MODEL_KINDS) -> Bundl
         model_path = BundleDir(root).model(kind)
         name = model_path.name
         if not model_path.is_file():
+            form = f" ({deploy.int8_form} form)" if kind == "int8" and deploy.int8_form != "int8" else ""
             raise BenchError(
-                f"bundle {root}: the {kind} model {name} is missing; re-run the convert stage "
+                f"bundle {root}: the {kind} model{form} {name} is missing; re-run the convert stage "
                 f"or measure the others with --model"
             )
         operator_counts(model_path)  # structure and bounds check: catches truncated or foreign files

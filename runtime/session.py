@@ -12,6 +12,7 @@ from pathlib import Path
 from bitat_edge import __version__
 from bitat_edge.atomic import write_text
 from bitat_edge.bench_record import BenchSession, DeviceInfo, Harness, Measurement, ProtocolInfo
+from bitat_edge.manifest import INTEGER_FORMS
 from runtime import plots
 from runtime.engines import ENGINES
 from runtime.engines.base import Engine, Stager
@@ -129,6 +130,9 @@ def run_session(request: SessionRequest, echo=None) -> tuple[Path, BenchSession]
             measurement = _with_reference(request, engine.measure(stager, request, model, log))
             if request.profile and measurement.profile is None:
                 measurement.notes.append(f"{engine.name} has no per-layer profiler; use --engine benchmark-binary")
+            if kind == "int8" and bundle.int8_form != "int8":
+                measurement.notes.append(f"{model.path.name} holds the {bundle.int8_form} form "
+                                         f"({INTEGER_FORMS[bundle.int8_form]})")
             log(_summary(measurement))
             measurements.append(measurement)
         session = BenchSession(

@@ -107,11 +107,14 @@ def test_bundle_layout_matches_the_runtime_contract(foreign):
     assert bundle.deploy.mcu_blob.arena_bytes <= bundle.deploy.blob.arena_bytes
     assert bundle.deploy.input_shape == [1, 12, 12, 3] and bundle.deploy.input_layout == "NHWC"
     assert set(bundle.deploy.reference_top1) == {"lce", "fp32", "int8"}
+    # no integer grids: post-training int8, and the manifest and report say so
+    assert bundle.deploy.int8_form == report["int8_form"] == "int8"
     with np.load(out / "eval.npz") as data, np.load(root / "eval.npz") as src:
         assert np.array_equal(data["x"], src["x"].transpose(0, 2, 3, 1)) and np.array_equal(data["y"], src["y"])
     assert report["sizes_bytes"]["lce"] == (out / "model.tflite").stat().st_size
     md = (out / "report.md").read_text()
     assert "LceBconv2d" in md and f"{report['lce_over_fp32']:.4f}" in md
+    assert "Integer model (`tflite_int8`): **int8** form (every tensor int8)" in md
     assert not [p for p in out.parent.iterdir() if p.name.startswith(".")]
 
 

@@ -77,8 +77,22 @@ def test_loader_finds_grids_and_points_and_folds_batchnorm(tmp_path):
     assert WeightGrid(np.array([[1.0, 3.0, -1.0]]), np.array([1.0])).bits == 2
 
 
-def test_int8_model_keeps_the_grids_and_float_models_round_exactly(tmp_path):
+def _convs(interpreter):
+    """The conv ops of a TFLite interpreter, its tensor details by index, and each conv's tensor dtypes
+    (inputs, then outputs)."""
+    interpreter.allocate_tensors()
+    details = {d["index"]: d for d in interpreter.get_tensor_details()}
+    convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    types = [[details[i]["dtype"].__name__ for i in (*op["inputs"], *op["outputs"]) if i >= 0] for op in convs]
+    return convs, details, types
+
+
+def test_pipeline_deploys_a_grid_graph_in_the_int16x8_form_and_float_models_round_exactly(tmp_path):
+    """The convert pipeline's integer model of a graph with grids is the int16x8 form (``model_int8.tflite``,
+    named in the manifest and both reports); its grid convs read and write int16 and hold the grids exactly."""
     import tensorflow as tf
+
+    from bitat_edge.manifest import load
 
     codes, dw_codes = _qdq_net(tmp_path / "m.onnx")
     Manifest(model_name="qdq", input=InputSpec(shape=[1, 2, 8, 8]), classes=CLASSES).save(tmp_path / "manifest.json")
@@ -92,12 +106,49 @@ def test_int8_model_keeps_the_grids_and_float_models_round_exactly(tmp_path):
     precisions = {r["name"]: r["precision"] for r in result.report["layers"]["layers"]}
     assert precisions["grid_conv"] == "w2a2" and precisions["grid_dw"] == "w4a8"
     assert result.report["int8_grids"] == {"grid_convs": 2, "exact": 2, "missing": []}
-    assert "held exactly (codes and scales) by the int8 flatbuffer: 2" in (tmp_path / "out" / "report.md").read_text()
+    assert result.report["int8_form"] == "int16x8"
+    assert json.loads((tmp_path / "out" / "report.json").read_text())["int8_form"] == "int16x8"
+    assert load(tmp_path / "out" / "manifest.json").deploy.int8_form == "int16x8"
+    md = (tmp_path / "out" / "report.md").read_text()
+    assert "held exactly (codes and scales) by the int8 weights of the int16x8 flatbuffer: 2" in md
+    assert "Integer model (`tflite_int8`): **int16x8** form (int8 weights, int16 activations" in md
 
     interpreter = tf.lite.Interpreter(model_path=str(tmp_path / "out" / "model_int8.tflite"))
-    interpreter.allocate_tensors()
-    details = {d["index"]: d for d in interpreter.get_tensor_details()}
-    convs = [op for op in interpreter._get_ops_details() if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    convs, details, types = _convs(interpreter)
+    # float stem; the grid convs int16 x int8 -> int16 (int64 biases); the float 1x1 conv
+    assert types[0] == types[3] == ["float32"] * 4
+    assert all(t[:2] == ["int16", "int8"] and t[-1] == "int16" and set(t[2:-1]) <= {"int64"} for t in types[1:3])
+    grid_conv, grid_dw = convs[1], convs[2]
+    ohwi = interpreter.get_tensor(grid_conv["inputs"][1])
+    assert np.array_equal(np.abs(ohwi), np.abs(codes).transpose(0, 2, 3, 1))  # codes kept, BN sign folded in
+    source = details[grid_conv["inputs"][0]]["quantization_parameters"]
+    assert source["scales"][0] == pytest.approx(ACT_SCALE, rel=1e-6) and source["zero_points"][0] == 0
+    dw = interpreter.get_tensor(grid_dw["inputs"][1])
+    assert np.array_equal(dw[0], dw_codes[:, 0].transpose(1, 2, 0))
+    assert np.allclose(details[grid_dw["inputs"][1]]["quantization_parameters"]["scales"], 0.05, rtol=1e-6)
+
+
+def test_int8_form_keeps_the_grids_with_int8_tensors(tmp_path):
+    """The pure int8 form (``convert_int8_qat`` with 8-bit activations): from the first quantize point on every
+    tensor int8, the grid convs hold exactly the ONNX codes, the point exactly its scale and zero point."""
+    import onnxruntime as ort
+    import tensorflow as tf
+
+    from convert.engines import nchw_to_nhwc, run_tflite
+    from convert.int8_qat import ACTIVATION_BITS, convert_int8_qat, grid_check
+
+    codes, dw_codes = _qdq_net(tmp_path / "m.onnx")
+    graph = load_graph(tmp_path / "m.onnx")
+    x = np.random.default_rng(0).normal(0, 1, (48, 2, 8, 8)).astype(np.float32)
+    flatbuffer = convert_int8_qat(graph, nchw_to_nhwc(x), ACTIVATION_BITS["int8"])
+    assert grid_check(graph, flatbuffer) == {"grid_convs": 2, "exact": 2, "missing": []}
+    session = ort.InferenceSession(str(tmp_path / "m.onnx"), providers=["CPUExecutionProvider"])
+    onnx_logits = np.concatenate([session.run(None, {session.get_inputs()[0].name: x[i:i + 1]})[0]
+                                  for i in range(len(x))])
+    assert np.mean(run_tflite(flatbuffer, nchw_to_nhwc(x)).argmax(1) == onnx_logits.argmax(1)) >= 0.9
+
+    interpreter = tf.lite.Interpreter(model_content=flatbuffer)
+    convs, details, _ = _convs(interpreter)
     # the float stem before the first quantize point stays float; from the point on, int8
     assert [str(details[op["inputs"][0]]["dtype"]) for op in convs] == ["<class 'numpy.float32'>"] + [
         "<class 'numpy.int8'>"] * 3
@@ -179,7 +230,8 @@ def test_int8_agreement_benchmark_measures_the_rebuilt_int8_model(tmp_path):
     (entry,) = json.loads(out.read_text()).values()
     assert entry["images"] == 32 and entry["torch_top1"] == 1.0 and entry["agreement"] >= 0.9
     assert entry["int8_grids"] == {"grid_convs": 2, "exact": 2, "missing": []}
-    assert entry["ops"].get("QUANTIZE", 0) >= 1 and entry["int8_bytes"] > 0
+    assert entry["ops"].get("QUANTIZE", 0) >= 1 and entry["deployed_bytes"] > 0
+    assert entry["form"] == "int16x8" and 0 <= entry["deployed_top1"] <= 1  # the pipeline's form by default
 
 
 def test_int16x8_model_keeps_the_grids_with_int16_conv_activations(tmp_path):

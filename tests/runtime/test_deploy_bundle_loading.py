@@ -37,6 +37,24 @@ def test_reference_accuracy_uses_convert_keys_and_ignores_agreement(bundle_copy:
     assert load_bundle(bundle_copy).reference_top1("lce") is None
 
 
+def test_int8_form_defaults_to_int8_and_is_named_where_shown(bundle_copy: Path):
+    path = bundle_copy / "manifest.json"
+    data = json.loads(path.read_text())
+    data["deploy"].pop("int8_form", None)  # a bundle written before the field existed
+    path.write_text(json.dumps(data))
+    assert load_bundle(bundle_copy).int8_form == "int8"
+    data["deploy"]["int8_form"] = "int16x8"
+    path.write_text(json.dumps(data))
+    assert load_bundle(bundle_copy).int8_form == "int16x8"
+    (bundle_copy / "model_int8.tflite").unlink()
+    with pytest.raises(BenchError, match=r"the int8 model \(int16x8 form\) model_int8.tflite is missing"):
+        load_bundle(bundle_copy)
+    data["deploy"]["int8_form"] = "int4"
+    path.write_text(json.dumps(data))
+    with pytest.raises(BenchError, match=r"bad manifest .*int8_form"):
+        load_bundle(bundle_copy, kinds=("lce",))
+
+
 def test_truncated_flatbuffer_is_a_clear_error(bundle_copy: Path):
     model = bundle_copy / "model.tflite"
     data = model.read_bytes()
