@@ -4,8 +4,9 @@ trained, deployed and measured on the host.
 Every run goes through the train CLI (``--reuse``: a finished run is kept, an interrupted one
 resumes) from the default quantized config (``configs/fmnist_bitat.yaml``: its epochs, optimizer,
 schedule, distillation and float initialisation) with only the method swapped; then through
-``bitat-edge convert run``. The W1A1 rows deploy the LCE flatbuffer, the others the int8 TFLite
-one; both are run on the host over the whole test set by the converter's parity check. The float,
+``bitat-edge convert run``. The W1A1 rows deploy the LCE flatbuffer, the others the integer TFLite
+one (``model_int8.tflite``; its form, int16x8 for grid runs converted by the current pipeline, is read from
+the run's deploy report); both are run on the host over the whole test set by the converter's parity check. The float,
 STE and BiTAT rows are not re-trained: they are read from ``results/bitat_fmnist.csv`` (the BiTAT
 benchmark at the same budget). Writes ``results/methods_fmnist.csv`` and the generated
 ``results/methods_fmnist.md`` (paths relative to the repository root).
@@ -38,10 +39,10 @@ from benchmarks.tables import csv_text, mean_sd  # noqa: E402
 
 @dataclass(frozen=True)
 class Variant:
-    """One row: the method overrides, the deployed model kind and what the row is."""
+    """One row: the method overrides, the deployed bundle model kind and what the row is."""
 
     overrides: tuple[str, ...]
-    deploy: str  # "lce" or "int8"
+    deploy: str  # bundle model kind: "lce" or "int8" (whose form the deploy report names)
     what: str
 
 
@@ -170,16 +171,17 @@ def _bits(precision: str) -> tuple[int, int]:
     return int(w), int(a)
 
 
-def _cost(report: dict, deploy: str) -> dict[str, int]:
-    """MACs of every weight layer, BOPs (MACs x weight bits x input bits of every layer that runs quantized:
-    float layers count in an int8 model at 8 x 8), weight bytes packed at each layer's bits (float layers
-    at 4 bytes in LCE, 1 byte in int8) and at 8 bits, biases as float32."""
+def _cost(report: dict, deployed_as: str) -> dict[str, int]:
+    """MACs of every weight layer, BOPs (MACs x weight bits x input bits of every layer that runs quantized,
+    at its trained precision: float layers count in an int8 model at 8 x 8; in LCE and int16x8 they run in
+    float), weight bytes packed at each layer's bits (float layers at 4 bytes in LCE and int16x8, 1 byte in
+    int8) and at 8 bits, biases as float32."""
     macs = bops = low_bit = int8 = 0
     for layer in report["layers"]["layers"]:
         w, a = _bits(layer["precision"])
         layer_macs = layer["macs"] if layer["precision"] == "float" else layer["bops"] // (w * a)
         if layer["precision"] == "float":
-            w, a = (8, 8) if deploy == "int8" else (32, 32)
+            w, a = (8, 8) if deployed_as == "int8" else (32, 32)
         macs += layer_macs
         bops += layer_macs * w * a if w < 32 else 0
         low_bit += layer["params"] * w / 8 + 4 * layer["bias_params"]
@@ -196,11 +198,16 @@ def _precision(report: dict) -> str:
     return max(counts, key=counts.get) if counts else "float"
 
 
+def _deployed_as(report: dict, kind: str) -> str:
+    """What the deployed flatbuffer is: ``lce``, or the integer form of the ``int8`` model (``int8`` in
+    reports written before the form was recorded)."""
+    return report.get("int8_form", "int8") if kind == "int8" else kind
+
+
 def method_row(variant: str, seed: int, args: argparse.Namespace) -> dict[str, object]:
     """One CSV row from a trained and converted run."""
     out = run_dir(variant, seed, args)
-    row: dict[str, object] = {"method": variant, "seed": seed, "deployed_as": VARIANTS[variant].deploy,
-                              "run_dir": _rel(out), "source": "trained here"}
+    row: dict[str, object] = {"method": variant, "seed": seed, "run_dir": _rel(out), "source": "trained here"}
     summary, report_path = out / "summary.json", out / "deploy" / "report.json"
     if not summary.is_file():
         return row | {"status": "not trained"}
@@ -211,12 +218,13 @@ def method_row(variant: str, seed: int, args: argparse.Namespace) -> dict[str, o
     engines = report["parity"]["engines"]
     deployed = engines[ENGINE[VARIANTS[variant].deploy]]
     grids = report.get("int8_grids", {})
-    row.update(precision=_precision(report), torch_top1=round(100 * engines["pytorch"]["top1"], 2),
+    deployed_as = _deployed_as(report, VARIANTS[variant].deploy)
+    row.update(deployed_as=deployed_as, precision=_precision(report), torch_top1=round(100 * engines["pytorch"]["top1"], 2),
                deployed_top1=round(100 * deployed["top1"], 2), agreement=round(100 * deployed["agreement"], 2),
                deployed_bytes=report["sizes_bytes"][ENGINE[VARIANTS[variant].deploy]],
                binary_layers=report["lce_bconv2d"], binary_intent=report["layers"]["binary_intent"],
                grid_convs=grids.get("grid_convs", 0), grid_exact=grids.get("exact", 0), epochs=s["epochs"], steps=s["steps"],
-               train_seconds=round(s["train_seconds"], 1), status="ok", **_cost(report, VARIANTS[variant].deploy))
+               train_seconds=round(s["train_seconds"], 1), status="ok", **_cost(report, deployed_as))
     return row
 
 
@@ -259,10 +267,14 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         f"(AdamW, linear decay, from the float model with its distillation); its budget is {_config_epochs(args)} epochs: "
         "rows with fewer steps than the full rows were cut short by `run.max_steps` and are not at equal budget. Generated by "
         "benchmarks/methods_fmnist.py from results/methods_fmnist.csv. Top-1 on the 10,000 test images, mean +/- sd over seeds; *deployed*: the "
-        "flatbuffer that is the deployment (W1A1: LCE, run by the LCE interpreter; otherwise int8 TFLite, run by "
-        "the TFLite interpreter) on the host; agreement: its top-1 predictions vs PyTorch's (lowest over seeds). "
-        "Bytes: the deployed file; weights packed at each layer's bits (float layers: 4 bytes in LCE, 1 in int8). "
-        "MACs of all weight layers; BOPs = MACs x weight bits x input bits over the layers that run quantized. "
+        "flatbuffer that is the deployment (W1A1: LCE, run by the LCE interpreter; otherwise the integer TFLite model, "
+        "run by the TFLite interpreter) on the host; *deployed as* names it: `lce`, `int16x8` (grid convs with int16 "
+        "activations x int8 weights holding the grids exactly, the ops between them in float) or `int8` (every tensor "
+        "int8); agreement: its top-1 predictions vs PyTorch's (lowest over seeds). "
+        "Bytes: the deployed file; weights packed at each layer's bits (float layers: 4 bytes in LCE and int16x8, 1 in "
+        "int8). MACs of all weight layers; BOPs = MACs x weight bits x input bits over the layers that run quantized, "
+        "at each layer's trained precision (the int16 activations of the int16x8 form are not counted as 16-bit; "
+        "float layers count at 8 x 8 in int8, not at all where they run in float). "
         "Float, STE and BiTAT: PyTorch top-1 from results/bitat_fmnist.csv (the BiTAT benchmark, same budget), "
         "not re-run here.",
         "",
@@ -289,7 +301,8 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         else:
             layers = f"{first['grid_exact']} of {first['grid_convs']} grids exact"
             packed = f"{first['low_bit_weight_bytes']} ({first['int8_weight_bytes']})"
-        lines.append(f"| {method} | {first['precision']} | {_budget(first)} | {VARIANTS[method].deploy} | {torch_top1} | {deployed} | "
+        deployed_as = "/".join(sorted({str(r["deployed_as"]) for r in runs}))
+        lines.append(f"| {method} | {first['precision']} | {_budget(first)} | {deployed_as} | {torch_top1} | {deployed} | "
                      f"{agreement} | {first['deployed_bytes']} | {packed} | {_human(float(first['macs']))} | "
                      f"{_human(float(first['bops']))} | {layers} | {','.join(str(r['seed']) for r in runs)} |")
     missing = [r for r in rows if r.get("status") != "ok"]
