@@ -3,8 +3,9 @@ and run on the host over the run's whole eval set, without re-making the LCE / f
 parity runs (``bitat-edge convert run`` does all of that; on a busy 2-core machine it takes ~30 min).
 
 Uses ``convert.int8_qat.convert_int8_qat`` on the run's model.onnx and calib.npz (what the convert
-pipeline does for a graph with integer grids, in its form ``convert.pipeline.GRID_INT8_FORM``), runs the flatbuffer with the TFLite interpreter on every
-image of eval.npz and compares its top-1 with the PyTorch logits stored there. The run directory is
+pipeline does for a graph with integer grids, by default in the pipeline's form
+``convert.pipeline.GRID_INT8_FORM``), runs the flatbuffer with the TFLite interpreter on every image of
+eval.npz and compares its top-1 with the PyTorch logits stored there. The run directory is
 only read. Writes one entry per run and form into ``results/int8_agreement.json`` (other entries kept),
 keyed ``<run> <form>``: ``int8`` (every tensor of the integer part int8) or ``int16x8`` (grid convs on
 int16 activations, int8 weights; the element-wise ops between them float; see ``convert.int8_qat``).
@@ -24,11 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
-from bitat_edge.atomic import write_json
-from bitat_edge.manifest import INTEGER_FORMS
-
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))  # this checkout's convert/, not the installed one
+sys.path.insert(0, str(REPO))  # this checkout's bitat_edge/ and convert/, not the installed ones
+from bitat_edge.atomic import write_json  # noqa: E402
+from bitat_edge.manifest import INTEGER_FORMS  # noqa: E402
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

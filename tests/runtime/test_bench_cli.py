@@ -88,6 +88,20 @@ def test_unlabelled_eval_set_gives_latency_and_a_note(bundle_copy: Path):
     assert m["accuracy"] is None and "no labels" in m["notes"][0]
 
 
+def test_int16x8_form_of_the_int8_model_is_noted(bundle_copy: Path):
+    path = bundle_copy / "manifest.json"
+    data = json.loads(path.read_text())
+    data["deploy"]["int8_form"] = "int16x8"  # what the convert stage writes for a graph with integer grids
+    path.write_text(json.dumps(data))
+    result = invoke("--bundle", str(bundle_copy), "--model", "int8", "--runs", "2", "--windows", "1")
+    assert result.exit_code == 0, result.output
+    session = next((bundle_copy.parent / "bench").glob("host-*"))
+    (m,) = json.loads((session / "results.json").read_text())["measurements"]
+    assert m["model"] == "int8" and any(note.startswith("model_int8.tflite holds the int16x8 form (int8 weights, "
+                                                        "int16 activations") for note in m["notes"])
+    assert "holds the int16x8 form" in (session / "results.txt").read_text()
+
+
 def test_tflite_interpreter_refuses_lce_ops(bundle_copy: Path):
     result = invoke("--bundle", str(bundle_copy), "--model", "lce", "--engine", "tflite-interpreter")
     assert result.exit_code == 1
