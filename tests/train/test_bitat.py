@@ -296,6 +296,36 @@ def test_beta_starts_at_the_ratio_and_anneals_to_zero_within_the_stage():
     assert betas[0] > betas[1] > betas[2] > betas[3] > 0 and betas[4] == pytest.approx(method.beta0)
 
 
+def test_soft_stages_blend_each_stage_from_float_to_binary_over_its_steps():
+    model, method, ctx, *_ = _setup(soft_stages=True)
+    blends = []
+    for step in (0, 2, 4, 6, 8, 12):
+        method.on_step_start(step, model, ctx)
+        blends.append([m.blend for m in method.layers.values()])
+    assert blends == [[0.0, 1.0, 1.0], [0.5, 1.0, 1.0], [1.0, 0.0, 1.0], [1.0, 0.5, 1.0], [1.0, 1.0, 0.0],
+                      [1.0, 1.0, 1.0]]  # 4 steps per stage; a stage not yet started keeps the default
+    with pytest.raises(ValueError, match="activations_first"):
+        BitatConfig(soft_stages=True, activations_first=True)
+
+
+def test_blended_layer_trains_between_its_float_and_binary_forms_and_evaluates_binary():
+    torch.manual_seed(0)
+    layer = QuantConv2d(4, 6, 3, padding=1, input_quantizer=get_quantizer("approx_sign")(4),
+                        weight_quantizer=get_quantizer("magnitude_aware_sign")())
+    x = torch.randn(2, 4, 5, 5)
+    float_out = F.conv2d(x, layer.weight, layer.bias, padding=1)
+    binary_out = layer(x)
+    layer.blend = 0.0
+    torch.testing.assert_close(layer(x), float_out)
+    layer.blend = 0.25
+    torch.testing.assert_close(layer(x), F.conv2d(
+        0.25 * layer.binarized_input(x) + 0.75 * F.pad(x, (1, 1, 1, 1)),
+        0.25 * layer.weight_quantizer(layer.weight) + 0.75 * layer.weight, layer.bias))
+    assert not torch.allclose(layer(x), binary_out)
+    layer.eval()
+    torch.testing.assert_close(layer(x), binary_out)  # eval (the deploy form) ignores the blend
+
+
 def test_ablation_switches():
     model, method, ctx, *_ = _setup(progressive=False, importance=False)
     method.on_step_start(0, model, ctx)

@@ -12,9 +12,9 @@ from train.config import (
     TrainConfig,
     apply_overrides,
     config_diff,
-    run_config_diff,
     config_from_dict,
     load_config,
+    run_config_diff,
 )
 
 REPO = Path(__file__).resolve().parents[2]

@@ -5,7 +5,11 @@
   fraction of the steps; from the last start on every layer is binary and the whole net trains
   jointly, so the all-binary phase keeps most of the budget. With ``activations_first`` every
   layer's input is binary from step 0 and the stages switch the weights (the two-step recipe,
-  progressive in its second step). Without progression: one stage, every layer at step 0.
+  progressive in its second step). Without progression: one stage, every layer at step 0. With
+  ``soft_stages`` a stage's layers move from float to binary over their stage instead of at its start:
+  in training they compute with ``t q + (1 - t) f`` for weights and inputs (``q`` binary, ``f`` float),
+  ``t`` rising linearly from 0 at the stage start to 1 at the next stage's start (the overlapping,
+  soft stages the issue suggests; our choice, not the paper's).
 - **Trained orthonormal transform** (``rotation``): each layer binarizes ``V = W x_C R``, its latent
   weight rotated on the input-channel axis by ``R``, the Cayley map of ``A - A^T`` (orthonormal),
   ``A`` trained with the task from 0 (``train.quant.rotation``); the deployed weight is ``alpha sign(V)``, plain +/-alpha.
@@ -31,7 +35,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
+from pydantic import Field, model_validator
 from torch import nn
 
 from train.methods.base import ActivationQuantizer, Method, MethodConfig, MethodContext, WeightQuantizer
@@ -53,7 +57,8 @@ class BitatConfig(MethodConfig):
     """Options of ``bitat`` (see the module docstring for the components).
 
     Schedule: ``granularity`` (layer | block), ``progressive``, ``progression`` (the fraction of
-    the steps over which the stages start), ``activations_first``. Transform: ``rotation``,
+    the steps over which the stages start), ``activations_first``, ``soft_stages`` (not with
+    ``activations_first``). Transform: ``rotation``,
     ``rotation_scale`` (``S = scale (A - A^T)``: the rotation's learning rate relative to the weights').
     Importance: ``importance``, ``beta_ratio`` (0 turns the term off); ``C`` is the mean over
     ``calibration_batches`` batches of at most ``max_patches`` patches per batch and layer (drawn
@@ -67,6 +72,7 @@ class BitatConfig(MethodConfig):
     progressive: bool = True
     progression: float = Field(0.3, gt=0, lt=1)
     activations_first: bool = False
+    soft_stages: bool = False
     rotation: bool = True
     rotation_scale: float = Field(1.0, gt=0)
     importance: bool = True
@@ -82,6 +88,13 @@ class BitatConfig(MethodConfig):
     threshold: bool = True
     pad_value: float = 1.0
     seed: int = 0
+
+    @model_validator(mode="after")
+    def _soft_stages_switch_both(self) -> BitatConfig:
+        if self.soft_stages and self.activations_first:
+            raise ValueError("soft_stages blends a stage's weights and inputs together; it cannot be combined "
+                             "with activations_first (inputs binary from step 0)")
+        return self
 
 
 @contextlib.contextmanager
@@ -144,6 +157,11 @@ class BitatMethod(Method):
             self.started += 1
         stage = self.started - 1
         start, end = self.schedule.start(stage), self.schedule.end(stage)
+        if self.config.soft_stages:
+            for started in range(self.started):
+                blend = min(1.0, (step - self.schedule.start(started)) / self.schedule.stage_steps)
+                for name in self.schedule.stages[started]:
+                    self.layers[name].blend = blend
         self.beta = self.beta0 * max(0.0, 1.0 - (step - start) / (end - start)) if step < end else 0.0
 
     def _binarize_inputs(self, layers: dict[str, QuantConv2d], model: nn.Module, ctx: MethodContext) -> None:

@@ -5,7 +5,9 @@ the input quantizer active it pads the *binarized* input with ``pad_value`` (+1 
 fast "same-one" mode) and convolves with ``padding=0``. Which quantizers are active is switchable
 at run time and is part of the module's ``state_dict`` (as extra state), so a checkpoint restores
 a partly binarized model exactly. The eval-mode forward is what the exporter traces: ``sign(x - tau)``
--> pad with ``pad_value`` -> conv with the cached ``+/-alpha`` weight (``eval_weight``).
+-> pad with ``pad_value`` -> conv with the cached ``+/-alpha`` weight (``eval_weight``). In training,
+``blend`` < 1 mixes the quantized weight and input with their float forms (a soft switch; not saved:
+the method that sets it recomputes it from the step).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class QuantConv2d(nn.Conv2d):
         self.pad_value = float(pad_value)
         self.quantize_input = input_quantizer is not None
         self.quantize_weight = weight_quantizer is not None
+        # Training only: the share of the quantized form in the forward, t * quantized + (1 - t) * float,
+        # for weights and inputs (soft stage transitions); 1 is the plain quantized forward.
+        self.blend = 1.0
         # Eval mode convolves with this cached +/-alpha weight: a plain tensor, so ONNX export writes
         # it as a constant initializer (and folds the following BatchNorm into it).
         self.register_buffer("eval_weight", None, persistent=False)
@@ -150,9 +155,15 @@ class QuantConv2d(nn.Conv2d):
         if not (self.quantize_input or self.quantize_weight):
             return super().forward(x)
         weight = self.quantized_weight()
+        soft = self.training and self.blend < 1.0
+        if soft and self.quantize_weight:
+            weight = self.blend * weight + (1.0 - self.blend) * self.weight
         if not self.quantize_input:
             return self._conv_forward(x, weight, self.bias)
-        return F.conv2d(self.binarized_input(x), weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        x_in = self.binarized_input(x)
+        if soft:  # the float input with the float conv's zero padding
+            x_in = self.blend * x_in + (1.0 - self.blend) * F.pad(x, explicit_pads(self))
+        return F.conv2d(x_in, weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
     # The on/off switches travel in the state_dict as a tensor [input, weight] (a tensor, not a
     # dict, because the TorchScript ONNX exporter detaches every state_dict entry).
