@@ -16,7 +16,7 @@ from train import methods
 from train.methods import MethodContext
 from train.methods.qaf import QafConfig, reestimate_batchnorm
 from train.models import build_model
-from train.quant.cp import CPConv2d, admm_cp, code_range, cp_rank, project, reconstruct
+from train.quant.cp import CPConv2d, admm_cp, code_range, cp_rank, grid_squared_errors, project, reconstruct
 from train.quant.specs import layer_specs
 
 
@@ -32,6 +32,15 @@ def test_projection_is_on_the_grid_and_picks_the_best_threshold(bits):
                for s in [t / 127 if bits == 8 else 2 * t / (2**bits - 1)])
     assert ((v - grid.value) ** 2).mean().item() == pytest.approx(best, rel=1e-4)
     assert code_range(8) == (-127, 127) and code_range(4) == (-8, 7)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 8])
+def test_the_threshold_search_sums_the_same_errors_as_rounding_every_value(bits):
+    v = torch.randn(300, 11, dtype=torch.float64) * torch.rand(300, 1, dtype=torch.float64)
+    low, high = code_range(bits)
+    steps = torch.linspace(0.001, 0.9, 37, dtype=torch.float64)
+    direct = torch.stack([((v - s * (v / s).round().clamp(low, high)) ** 2).sum() for s in steps])
+    assert torch.allclose(grid_squared_errors(v, steps, bits), direct, rtol=1e-9, atol=1e-9)
 
 
 def test_rank_formula_matches_the_papers_resnet18_ranks():

@@ -55,20 +55,32 @@ def _step(threshold: torch.Tensor, bits: int) -> torch.Tensor:
     return threshold / WEIGHT_CODE_MAX if bits == 8 else 2 * threshold / (2**bits - 1)
 
 
-def project(v: torch.Tensor, bits: int, max_elements: int = 1 << 22) -> GridTensor:
-    """``Pi(v)``: the b-bit grid point of ``v`` whose clipping threshold minimises the mean squared error
-    (the candidates are evaluated in chunks of at most ``max_elements`` elements)."""
+def grid_squared_errors(v: torch.Tensor, steps: torch.Tensor, bits: int) -> torch.Tensor:
+    """``sum (v - s clip(round(v / s)))^2`` for each step ``s``, from the sorted values' prefix sums: each
+    code ``c`` takes the values in ``[(c - 1/2) s, (c + 1/2) s)`` (the end codes everything beyond), so a
+    candidate costs one search per code instead of a pass over ``v``. Float64."""
+    low, high = code_range(bits)
+    values = v.detach().reshape(-1).double().sort().values
+    zero = values.new_zeros(1)
+    prefix1, prefix2 = torch.cat([zero, values.cumsum(0)]), values.pow(2).sum()
+    codes = torch.arange(low, high + 1, dtype=torch.float64, device=v.device)
+    cuts = torch.searchsorted(values, (codes[:-1] + 0.5) * steps[:, None])  # first index of each upper bin
+    bounds = torch.cat([cuts.new_zeros(len(steps), 1), cuts, cuts.new_full((len(steps), 1), values.numel())], dim=1)
+    sums, counts = prefix1[bounds].diff(dim=1), bounds.diff(dim=1).double()
+    levels = codes * steps[:, None]
+    return prefix2 - 2 * (levels * sums).sum(dim=1) + (levels.pow(2) * counts).sum(dim=1)
+
+
+def project(v: torch.Tensor, bits: int) -> GridTensor:
+    """``Pi(v)``: the b-bit grid point of ``v`` whose clipping threshold minimises the mean squared error."""
     low, high = code_range(bits)
     top = v.abs().max()
     if top == 0:
         return GridTensor(torch.zeros_like(v), 1.0)
-    flat = v.reshape(1, -1).float()  # float32 is precise enough to rank the candidates
-    thresholds = torch.linspace(SEARCH_SPAN[0], SEARCH_SPAN[1], SEARCH_POINTS, device=v.device) * top.float()
-    errors = []
-    for part in thresholds.split(max(1, max_elements // v.numel())):
-        steps = _step(part, bits)[:, None]
-        errors.append((flat - steps * (flat / steps).round().clamp(low, high)).pow(2).mean(dim=1))
-    step = float(_step(thresholds[torch.cat(errors).argmin()], bits))
+    thresholds = torch.linspace(SEARCH_SPAN[0], SEARCH_SPAN[1], SEARCH_POINTS, dtype=torch.float64,
+                                device=v.device) * float(top)
+    steps = _step(thresholds, bits)
+    step = float(steps[grid_squared_errors(v, steps, bits).argmin()])
     return GridTensor((v / step).round().clamp(low, high), step)
 
 
