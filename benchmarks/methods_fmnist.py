@@ -61,7 +61,8 @@ SHARED = ("data.augment=false",)  # the quantized runs' recipe beside the config
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--seeds", default="0,1,2", help="comma-separated seeds [default: 0,1,2]")
-    p.add_argument("--only", default=",".join(VARIANTS), help=f"comma-separated subset of: {', '.join(VARIANTS)}")
+    p.add_argument("--only", default=",".join(VARIANTS),
+                   help=f"comma-separated subset to train and convert: {', '.join(VARIANTS)} (the table lists all)")
     p.add_argument("--stage", choices=("train", "convert", "table", "all"), default="all",
                    help="train only, train and convert, only rebuild the table from existing runs, or everything")
     p.add_argument("--jobs", type=int, default=1, help="runs trained/converted at once [default: 1]")
@@ -160,7 +161,7 @@ def build_one(variant: str, seed: int, args: argparse.Namespace) -> int:
 
 FIELDS = ["method", "seed", "precision", "deployed_as", "torch_top1", "deployed_top1", "agreement", "deployed_bytes",
           "low_bit_weight_bytes", "int8_weight_bytes", "macs", "bops", "binary_layers", "binary_intent",
-          "grid_convs", "grid_exact", "epochs", "steps", "train_seconds", "status", "source", "run_dir"]
+          "grid_convs", "grid_exact", "epochs", "steps", "train_seconds", "teacher_top1", "status", "source", "run_dir"]
 ENGINE = {"lce": "lce", "int8": "tflite_int8"}
 
 
@@ -204,6 +205,17 @@ def _deployed_as(report: dict, kind: str) -> str:
     return report.get("int8_form", "int8") if kind == "int8" else kind
 
 
+def _teacher_top1(run: Path) -> float | str:
+    """Test top-1 of the teacher the run distilled from (its config's ``distill.teacher``), "" when unknown:
+    the teacher is re-trained on every fresh machine and not bit-identical across machines."""
+    try:
+        teacher = yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["distill"]["teacher"]
+        summary = json.loads((REPO / teacher).parents[1].joinpath("summary.json").read_text(encoding="utf-8"))
+        return round(100 * float(summary["test_top1"]), 2)
+    except (OSError, KeyError, TypeError, ValueError, yaml.YAMLError):
+        return ""
+
+
 def method_row(variant: str, seed: int, args: argparse.Namespace) -> dict[str, object]:
     """One CSV row from a trained and converted run."""
     out = run_dir(variant, seed, args)
@@ -224,8 +236,33 @@ def method_row(variant: str, seed: int, args: argparse.Namespace) -> dict[str, o
                deployed_bytes=report["sizes_bytes"][ENGINE[VARIANTS[variant].deploy]],
                binary_layers=report["lce_bconv2d"], binary_intent=report["layers"]["binary_intent"],
                grid_convs=grids.get("grid_convs", 0), grid_exact=grids.get("exact", 0), epochs=s["epochs"], steps=s["steps"],
-               train_seconds=round(s["train_seconds"], 1), status="ok", **_cost(report, deployed_as))
+               train_seconds=round(s["train_seconds"], 1), teacher_top1=_teacher_top1(out), status="ok",
+               **_cost(report, deployed_as))
     return row
+
+
+def earlier_rows(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, object]]:
+    """The measured method rows of the table already in ``--results``, by (variant, seed)."""
+    path = args.results / "methods_fmnist.csv"
+    if not path.is_file():
+        return {}
+    with open(path, encoding="utf-8") as handle:
+        return {(r["method"], int(r["seed"])): r for r in csv.DictReader(handle)
+                if r["method"] in VARIANTS and r["status"] == "ok"}
+
+
+def method_rows(args: argparse.Namespace) -> list[dict[str, object]]:
+    """Every variant at every seed asked for or already in the table: measured from its run directory, else
+    the table's earlier row (run directories of earlier machines are gone; results/ is the record), else
+    the row saying what is missing."""
+    earlier = earlier_rows(args)
+    seeds = sorted(set(args.seeds) | {seed for _, seed in earlier})
+    rows = []
+    for variant in VARIANTS:
+        for seed in seeds:
+            row = method_row(variant, seed, args)
+            rows.append(row if row["status"] == "ok" else earlier.get((variant, seed), row))
+    return rows
 
 
 BASELINES = {"float": "float model (teacher, initialisation)", "ste": "STE, all eligible convs binary at step 0",
@@ -276,7 +313,9 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "at each layer's trained precision (the int16 activations of the int16x8 form are not counted as 16-bit; "
         "float layers count at 8 x 8 in int8, not at all where they run in float). "
         "Float, STE and BiTAT: PyTorch top-1 from results/bitat_fmnist.csv (the BiTAT benchmark, same budget), "
-        "not re-run here.",
+        "not re-run here. Rows accumulate over sessions: a row whose run directory is gone is kept from the CSV; "
+        "every machine re-trains the float teacher, which is not bit-identical across machines (its top-1 per "
+        "row: the CSV's teacher_top1).",
         "",
         "| method | precision | budget | deployed as | PyTorch top-1 % | deployed top-1 % | agreement % | deployed bytes | "
         "weights packed (int8) bytes | MACs | BOPs | binary / grid layers | seeds |",
@@ -320,7 +359,7 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(args.jobs) as pool:
             failed += sum(code != 0 for code in pool.map(lambda job: build_one(*job, args), jobs))
     if args.stage in ("table", "all"):
-        rows = baseline_rows(args) + [method_row(v, s, args) for v in args.only for s in args.seeds]
+        rows = baseline_rows(args) + method_rows(args)
         write_text(args.results / "methods_fmnist.csv", csv_text(rows, FIELDS))
         write_text(args.results / "methods_fmnist.md", to_markdown(rows, args))
         print(to_markdown(rows, args))

@@ -17,7 +17,13 @@ import click
 from bitat_edge.manifest import INTEGER_FORMS
 from bitat_edge.schema import SchemaError
 from convert.errors import ConvertError
-from convert.gate import DEFAULT_MIN_AGREEMENT, DEFAULT_MIN_INT8_AGREEMENT, ParityGate
+from convert.gate import (
+    DEFAULT_MIN_AGREEMENT,
+    DEFAULT_MIN_INT8_AGREEMENT,
+    GRID_MIN_AGREEMENT,
+    GRID_MIN_INT8_AGREEMENT,
+    ParityGate,
+)
 
 if TYPE_CHECKING:
     from convert.pipeline import ConvertResult
@@ -39,12 +45,14 @@ def _gate_options(func):
     """The parity gate's thresholds (``convert.gate.ParityGate``), as options of both conversions."""
     percent = click.FloatRange(0, 100)
     for option in reversed([
-        click.option("--min-agreement", type=percent, default=100 * DEFAULT_MIN_AGREEMENT, show_default=True,
+        click.option("--min-agreement", type=percent, default=None,
                      help="Least top-1 agreement (%) of LCE, fp32 TFLite and ONNX Runtime with the reference; "
-                          "below it no bundle is written."),
-        click.option("--min-int8-agreement", type=percent, default=100 * DEFAULT_MIN_INT8_AGREEMENT,
-                     show_default=True,
-                     help="Least top-1 agreement (%) of the integer baseline (int8 or int16x8 form) with the reference."),
+                          f"below it no bundle is written [default: {100 * DEFAULT_MIN_AGREEMENT:g}; "
+                          f"{100 * GRID_MIN_AGREEMENT:g} for a graph with integer grids]."),
+        click.option("--min-int8-agreement", type=percent, default=None,
+                     help="Least top-1 agreement (%) of the integer model (int8 or int16x8 form) with the reference "
+                          f"[default: {100 * DEFAULT_MIN_INT8_AGREEMENT:g}; {100 * GRID_MIN_INT8_AGREEMENT:g} for a "
+                          "graph with integer grids, whose integer model holds them exactly]."),
         click.option("--max-logit-error", type=click.FloatRange(0), default=None,
                      help="Largest max |logit diff| allowed for LCE, fp32 TFLite and ONNX Runtime (default: not "
                           "checked; a binary net may flip a few near-zero signs)."),
@@ -53,8 +61,12 @@ def _gate_options(func):
     return func
 
 
-def _gate(min_agreement: float, min_int8_agreement: float, max_logit_error: float | None) -> ParityGate:
-    return ParityGate(round(min_agreement / 100, 6), round(min_int8_agreement / 100, 6), max_logit_error)
+def _fraction(percent: float | None) -> float | None:
+    return None if percent is None else round(percent / 100, 6)
+
+
+def _gate(min_agreement: float | None, min_int8_agreement: float | None, max_logit_error: float | None) -> ParityGate:
+    return ParityGate(_fraction(min_agreement), _fraction(min_int8_agreement), max_logit_error)
 
 
 def _echo(result: ConvertResult) -> None:

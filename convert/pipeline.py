@@ -300,7 +300,7 @@ def convert(request: ConvertRequest) -> ConvertResult:
             model_name=inputs.manifest.model_name, source=request.onnx, target=request.target,
             input_nchw=inputs.graph.input_shape, onnx_ops=inputs.graph.op_histogram(),
             models={ENGINES[kind][0]: fb for kind, fb in flatbuffers.models.items()},
-            layers=flatbuffers.built.layers, parity=parity, gate=request.gate.verdict(parity),
+            layers=flatbuffers.built.layers, parity=parity, gate=request.gate.for_graph(inputs.graph.has_qdq).verdict(parity),
             calibration_images=len(inputs.x_calib), timing_s=timing_s, int8_form=flatbuffers.int8_form)
         result["engine_blob"], result["engine_mcu_blob"] = blob_entries["blob"], blob_entries["mcu_blob"]
         if inputs.graph.weight_grids:

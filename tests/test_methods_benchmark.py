@@ -29,9 +29,13 @@ def _table(tmp_path: Path, report_extra: dict) -> tuple[dict[str, str], str]:
     results = tmp_path / "results"
     assert main(["--stage", "table", "--seeds", "0", "--only", "uniq_w2a2", "--float-run", str(tmp_path / "float"),
                  "--runs", str(tmp_path / "runs"), "--results", str(results)]) == 0
-    with open(results / "methods_fmnist.csv", encoding="utf-8") as handle:
-        (row,) = csv.DictReader(handle)
+    (row,) = [r for r in _csv(results) if r["method"] == "uniq_w2a2"]
     return row, (results / "methods_fmnist.md").read_text(encoding="utf-8")
+
+
+def _csv(results: Path) -> list[dict[str, str]]:
+    with open(results / "methods_fmnist.csv", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
 
 def test_grid_run_is_deployed_as_the_form_its_report_names(tmp_path):
@@ -46,3 +50,20 @@ def test_report_without_a_form_is_the_int8_form(tmp_path):
     row, md = _table(tmp_path, {})
     assert row["deployed_as"] == "int8" and row["bops"] == str(4000 + 100 * 64)  # float stem at 8 x 8
     assert "| uniq_w2a2 | w2a2 | 2 ep / 842 steps | int8 |" in md
+
+
+def test_table_keeps_earlier_rows_whose_run_directories_are_gone(tmp_path):
+    """results/ is the record: a later table keeps the measured rows of runs no longer on disk, adds the new
+    ones, lists every variant, and re-measures a run that is present."""
+    _table(tmp_path, {"int8_form": "int16x8"})
+    results = tmp_path / "results"
+    (tmp_path / "runs" / "uniq_w2a2_s0").rename(tmp_path / "gone")
+    _converted_run(tmp_path / "runs" / "uniq_w4a4_s1", {"int8_form": "int16x8"})
+    assert main(["--stage", "table", "--seeds", "1", "--only", "uniq_w4a4", "--float-run", str(tmp_path / "float"),
+                 "--runs", str(tmp_path / "runs"), "--results", str(results)]) == 0
+    rows = {(r["method"], r["seed"]): r for r in _csv(results)}
+    assert rows[("uniq_w2a2", "0")]["status"] == rows[("uniq_w4a4", "1")]["status"] == "ok"
+    assert rows[("uniq_w2a2", "0")]["agreement"] == "99.5"
+    assert rows[("qaf_w4", "0")]["status"] == rows[("uniq_w2a2", "1")]["status"] == "not trained"
+    md = (results / "methods_fmnist.md").read_text(encoding="utf-8")
+    assert "| uniq_w2a2 | w2a2 |" in md and "| uniq_w4a4 | w2a2 |" in md and "qaf_w4 seed 0 (not trained)" in md

@@ -109,6 +109,7 @@ def test_bundle_layout_matches_the_runtime_contract(foreign):
     assert set(bundle.deploy.reference_top1) == {"lce", "fp32", "int8"}
     # no integer grids: post-training int8, and the manifest and report say so
     assert bundle.deploy.int8_form == report["int8_form"] == "int8"
+    assert (report["gate"]["min_agreement"], report["gate"]["min_int8_agreement"]) == (0.999, 0.5)
     with np.load(out / "eval.npz") as data, np.load(root / "eval.npz") as src:
         assert np.array_equal(data["x"], src["x"].transpose(0, 2, 3, 1)) and np.array_equal(data["y"], src["y"])
     assert report["sizes_bytes"]["lce"] == (out / "model.tflite").stat().st_size

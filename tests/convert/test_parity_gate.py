@@ -127,6 +127,13 @@ def test_gate_thresholds():
     nan["engines"]["lce"]["nonfinite_images"] = 3
     assert ParityGate(max_logit_error=10.0).failures(nan) == [
         "lce gives NaN or infinite logits on 3 images", "lce's max |logit diff| is nan (at most 10 allowed)"]
+    grid = _parity(onnxruntime=(0.998, 0.0), lce=(0.998, 3.0), tflite_fp32=(0.998, 1e-5), tflite_int8=(0.985, 0.4))
+    assert [f.split(" agrees")[0] for f in ParityGate().failures(grid)] == ["lce", "tflite_fp32"]
+    assert [f.split(" agrees")[0] for f in ParityGate().for_graph(grids=True).failures(grid)] == ["tflite_int8"]
+    assert ParityGate(min_int8_agreement=0.98).for_graph(grids=True).failures(grid) == []  # a set threshold wins
+    assert ParityGate().for_graph(grids=True).verdict(grid)["min_int8_agreement"] == 0.99
+    assert ParityGate().verdict(grid) | {"failures": []} == {"min_agreement": 0.999, "min_int8_agreement": 0.5,
+                                                             "max_logit_error": None, "passed": False, "failures": []}
     with_torch = {**good, "reference": "pytorch"}
     with_torch["engines"]["onnxruntime"] = {"agreement": 0.9, "max_abs_logit_diff": 1.0, "nonfinite_images": 0}
     assert ParityGate().failures(with_torch)[0].startswith("onnxruntime agrees with pytorch on 90.00 %")

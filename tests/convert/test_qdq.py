@@ -107,6 +107,8 @@ def test_pipeline_deploys_a_grid_graph_in_the_int16x8_form_and_float_models_roun
     assert precisions["grid_conv"] == "w2a2" and precisions["grid_dw"] == "w4a8"
     assert result.report["int8_grids"] == {"grid_convs": 2, "exact": 2, "missing": []}
     assert result.report["int8_form"] == "int16x8"
+    gate = result.report["gate"]  # a grid graph's defaults: its integer model must agree like a deployment
+    assert (gate["min_agreement"], gate["min_int8_agreement"]) == (0.995, 0.99) and gate["passed"]
     assert json.loads((tmp_path / "out" / "report.json").read_text())["int8_form"] == "int16x8"
     assert load(tmp_path / "out" / "manifest.json").deploy.int8_form == "int16x8"
     md = (tmp_path / "out" / "report.md").read_text()
