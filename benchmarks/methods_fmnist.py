@@ -51,9 +51,9 @@ VARIANTS: dict[str, Variant] = {
     "uniq_w2a2": Variant(("method={name: uniq, bits: 2}",), "int8", "UniQ 2-bit weights and activations"),
     "uniq_w4a4": Variant(("method={name: uniq, bits: 4}",), "int8", "UniQ 4-bit weights and activations"),
     "quantnet_w1a1": Variant(("method={name: quantnet}",), "lce", "QuantNet (our interpretation)"),
-    "qaf_w8": Variant(("method={name: qaf, bits: 8}",), "int8", "QAF, CP rank ratio 2, 8-bit factors, A8"),
-    "qaf_w6": Variant(("method={name: qaf, bits: 6}",), "int8", "QAF, CP rank ratio 2, 6-bit factors, A8"),
-    "qaf_w4": Variant(("method={name: qaf, bits: 4}",), "int8", "QAF, CP rank ratio 2, 4-bit factors, A8"),
+    "qaf_w8": Variant(("method={name: qaf, bits: 8}",), "int8", "QAF, CP rank ratio 2, 8-bit factors (activations float in training)"),
+    "qaf_w6": Variant(("method={name: qaf, bits: 6}",), "int8", "QAF, CP rank ratio 2, 6-bit factors (activations float in training)"),
+    "qaf_w4": Variant(("method={name: qaf, bits: 4}",), "int8", "QAF, CP rank ratio 2, 4-bit factors (activations float in training)"),
 }
 SHARED = ("data.augment=false",)  # the quantized runs' recipe beside the config (as the BiTAT benchmark)
 
@@ -344,6 +344,8 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         lines.append(f"| {method} | {first['precision']} | {_budget(first)} | {deployed_as} | {torch_top1} | {deployed} | "
                      f"{agreement} | {first['deployed_bytes']} | {packed} | {_human(float(first['macs']))} | "
                      f"{_human(float(first['bops']))} | {layers} | {','.join(str(r['seed']) for r in runs)} |")
+    lines += ["", "Rows: " + "; ".join(f"{name}: {what}" for name, what in
+                                 [*BASELINES.items(), *((v, VARIANTS[v].what) for v in VARIANTS)]) + "."]
     missing = [r for r in rows if r.get("status") != "ok"]
     if missing:
         lines += ["", "Missing: " + "; ".join(f"{r['method']} seed {r['seed']} ({r['status']})" for r in missing)]
