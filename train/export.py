@@ -35,6 +35,11 @@ PARITY_INPUTS = 4
 # output scale (plus 1e-5 absolute) is ~100x the error seen on float and binary test nets.
 ORT_RTOL = 1e-4
 ORT_ATOL = 1e-5
+# A graph with integer grids (QuantizeLinear): a value within float rounding of a half step rounds one
+# whole step apart in the two runtimes; one such flip moved a UniQ W4A4 net's logits by 2.2 % of their
+# scale. A wrong scale, zero point or op moves them by their whole scale; the conversion's parity gate
+# then checks the decisions on every eval image.
+ORT_GRID_RTOL = 0.1
 
 
 def _as_nchw(input_shape: tuple[int, ...] | list[int]) -> tuple[int, int, int, int]:
@@ -48,8 +53,10 @@ def _as_nchw(input_shape: tuple[int, ...] | list[int]) -> tuple[int, int, int, i
 
 def check_against_onnxruntime(model: nn.Module, proto: onnx.ModelProto, shape: tuple[int, ...],
                               inputs: int = PARITY_INPUTS, seed: int = 0) -> float:
-    """Run ``inputs`` random images through PyTorch and ONNX Runtime; return the max abs logit difference."""
+    """Run ``inputs`` random images through PyTorch and ONNX Runtime; return the max abs logit difference
+    (at most ``ORT_RTOL`` of the output scale, ``ORT_GRID_RTOL`` for a graph with integer grids)."""
     session = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+    rtol = ORT_GRID_RTOL if any(node.op_type == "QuantizeLinear" for node in proto.graph.node) else ORT_RTOL
     name = session.get_inputs()[0].name
     generator = torch.Generator().manual_seed(seed)
     worst = 0.0
@@ -59,7 +66,7 @@ def check_against_onnxruntime(model: nn.Module, proto: onnx.ModelProto, shape: t
             ref = model(x).numpy()
             got = session.run(None, {name: x.numpy()})[0]
             diff = float(np.abs(ref - got).max())
-            if diff > ORT_ATOL + ORT_RTOL * float(np.abs(ref).max()):
+            if diff > ORT_ATOL + rtol * float(np.abs(ref).max()):
                 raise ExportError(f"ONNX Runtime output differs from PyTorch by {diff:.3g} "
                                   f"(output scale {float(np.abs(ref).max()):.3g}); the export is not faithful")
             worst = max(worst, diff)

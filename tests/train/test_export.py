@@ -20,7 +20,7 @@ from click.testing import CliRunner
 from onnx import numpy_helper
 from torch import nn
 
-from train.export import ExportError, export_onnx
+from train.export import ExportError, check_against_onnxruntime, export_onnx
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -93,6 +93,40 @@ def test_export_rejects_bad_shapes_and_old_opsets(tmp_path):
     with pytest.raises(ExportError, match="opset"):
         export_onnx(model, (8, 8, 8), tmp_path / "m.onnx", opset=13)
     assert not (tmp_path / "m.onnx").exists()
+
+
+class _GridWithOneFlip(nn.Module):
+    """A 0.01-step grid whose first value rounds one step up: the flip of a value within float rounding
+    of a half step; ``scale`` > 1: a wrong export."""
+
+    def __init__(self, scale: float = 1.0) -> None:
+        super().__init__()
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.fake_quantize_per_tensor_affine(x, 0.01, 0, -128, 127).flatten(1) * self.scale
+        return y + F.one_hot(torch.tensor([0]), y.shape[1]) * 0.01
+
+
+def _grid_proto(with_grid: bool) -> onnx.ModelProto:
+    from onnx import TensorProto, helper
+
+    nodes = [helper.make_node("QuantizeLinear", ["x", "s", "z"], ["q"]), helper.make_node("DequantizeLinear", ["q", "s", "z"], ["d"]),
+             helper.make_node("Flatten", ["d"], ["y"])] if with_grid else [helper.make_node("Flatten", ["x"], ["y"])]
+    graph = helper.make_graph(nodes, "grid", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 1, 4, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 16])],
+                              [helper.make_tensor("s", TensorProto.FLOAT, [], [0.01]),
+                               helper.make_tensor("z", TensorProto.INT8, [], [0])])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_export_check_tolerates_a_grid_flip_but_not_a_wrong_export():
+    shape = (1, 1, 4, 4)
+    assert check_against_onnxruntime(_GridWithOneFlip(), _grid_proto(with_grid=True), shape) == pytest.approx(0.01)
+    with pytest.raises(ExportError, match="not faithful"):  # a float graph gets no such tolerance
+        check_against_onnxruntime(_GridWithOneFlip(), _grid_proto(with_grid=False), shape)
+    with pytest.raises(ExportError, match="not faithful"):
+        check_against_onnxruntime(_GridWithOneFlip(scale=2.0), _grid_proto(with_grid=True), shape)
 
 
 @pytest.mark.slow
