@@ -62,13 +62,13 @@ def grid_squared_errors(v: torch.Tensor, steps: torch.Tensor, bits: int) -> torc
     low, high = code_range(bits)
     values = v.detach().reshape(-1).double().sort().values
     zero = values.new_zeros(1)
-    prefix1, prefix2 = torch.cat([zero, values.cumsum(0)]), values.pow(2).sum()
+    prefix1, square_sum = torch.cat([zero, values.cumsum(0)]), values.pow(2).sum()
     codes = torch.arange(low, high + 1, dtype=torch.float64, device=v.device)
     cuts = torch.searchsorted(values, (codes[:-1] + 0.5) * steps[:, None])  # first index of each upper bin
     bounds = torch.cat([cuts.new_zeros(len(steps), 1), cuts, cuts.new_full((len(steps), 1), values.numel())], dim=1)
     sums, counts = prefix1[bounds].diff(dim=1), bounds.diff(dim=1).double()
     levels = codes * steps[:, None]
-    return prefix2 - 2 * (levels * sums).sum(dim=1) + (levels.pow(2) * counts).sum(dim=1)
+    return square_sum - 2 * (levels * sums).sum(dim=1) + (levels.pow(2) * counts).sum(dim=1)
 
 
 def project(v: torch.Tensor, bits: int) -> GridTensor:
