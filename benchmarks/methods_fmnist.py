@@ -1,15 +1,16 @@
 """Benchmark: UniQ, QuantNet and QAF beside float, STE and BiTAT on Fashion-MNIST at equal budget,
 trained, deployed and measured on the host.
 
-Every run goes through the train CLI (``--reuse``: a finished run is kept, an interrupted one
+Every quantized run goes through the train CLI (``--reuse``: a finished run is kept, an interrupted one
 resumes) from the default quantized config (``configs/fmnist_bitat.yaml``: its epochs, optimizer,
 schedule, distillation and float initialisation) with only the method swapped; then through
-``bitat-edge convert run``. The W1A1 rows deploy the LCE flatbuffer, the others the integer TFLite
-one (``model_int8.tflite``; its form, int16x8 for grid runs converted by the current pipeline, is read from
-the run's deploy report); both are run on the host over the whole test set by the converter's parity check. The float,
-STE and BiTAT rows are not re-trained: they are read from ``results/bitat_fmnist.csv`` (the BiTAT
-benchmark at the same budget). Writes ``results/methods_fmnist.csv`` and the generated
-``results/methods_fmnist.md`` (paths relative to the repository root).
+``bitat-edge convert run``. The float row is the float config's run: at the seed of ``--float-run``
+that run itself (the teacher and initialisation of every other row), at other seeds a run of its own.
+The W1A1 rows (STE, BiTAT, UniQ, QuantNet) deploy the LCE flatbuffer, the float row the fp32 TFLite
+one, the others the integer TFLite one (``model_int8.tflite``; its form, int16x8 for grid runs
+converted by the current pipeline, is read from the run's deploy report); each is run on the host
+over the whole test set by the converter's parity check. Writes ``results/methods_fmnist.csv`` and
+the generated ``results/methods_fmnist.md`` (paths relative to the repository root).
 
     .venv/bin/python benchmarks/methods_fmnist.py --seeds 0,1,2 --jobs 2
     .venv/bin/python benchmarks/methods_fmnist.py --only uniq_w1a1 --stage train
@@ -42,11 +43,18 @@ class Variant:
     """One row: the method overrides, the deployed bundle model kind and what the row is."""
 
     overrides: tuple[str, ...]
-    deploy: str  # bundle model kind: "lce" or "int8" (whose form the deploy report names)
+    deploy: str  # bundle model kind: "lce", "fp32" or "int8" (whose form the deploy report names)
     what: str
+    quantized: bool = True  # False: trained from --float-config, without initialisation or teacher
 
 
 VARIANTS: dict[str, Variant] = {
+    "float": Variant((), "fp32", "the float model (at --float-run's seed that run: every other row's teacher and "
+                     "initialisation)", quantized=False),
+    "ste": Variant(("method={name: ste}", "data.augment=true"), "lce",
+                   "plain STE, every eligible conv binary at step 0, augmentation on (the issue-3 recipe)"),
+    "ste_best": Variant(("method={name: ste}",), "lce", "the strongest STE recipe of the BiTAT benchmark (the shared recipe)"),
+    "bitat": Variant((), "lce", "BiTAT, progression + trained rotation + importance (our interpretation)"),
     "uniq_w1a1": Variant(("method={name: uniq, bits: 1}",), "lce", "UniQ, {0, Delta} activations as LCE +/-1"),
     "uniq_w2a2": Variant(("method={name: uniq, bits: 2}",), "int8", "UniQ 2-bit weights and activations"),
     "uniq_w4a4": Variant(("method={name: uniq, bits: 4}",), "int8", "UniQ 4-bit weights and activations"),
@@ -66,7 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--stage", choices=("train", "convert", "table", "all"), default="all",
                    help="train only, train and convert, only rebuild the table from existing runs, or everything")
     p.add_argument("--jobs", type=int, default=1, help="runs trained/converted at once [default: 1]")
-    p.add_argument("--config", type=Path, default=REPO / "configs" / "fmnist_bitat.yaml")
+    p.add_argument("--config", type=Path, default=REPO / "configs" / "fmnist_bitat.yaml", help="the quantized runs' config")
+    p.add_argument("--float-config", type=Path, default=REPO / "configs" / "fmnist_float.yaml",
+                   help="the float row's config (seeds other than --float-run's)")
     p.add_argument("--float-run", type=Path, default=REPO / "runs" / "fmnist_float",
                    help="the finished float run: initialisation and teacher of every run")
     p.add_argument("--runs", type=Path, default=REPO / "runs" / "bench_methods_fmnist", help="parent of the run dirs")
@@ -84,8 +94,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         p.error(f"--only: unknown variant {unknown[0]!r}; choose from {', '.join(VARIANTS)}")
     if not (args.float_run / "checkpoints" / "best.pt").is_file():
         p.error(f"--float-run {args.float_run} has no checkpoints/best.pt; run `make train-float` first")
-    if not args.config.is_file():
-        p.error(f"config {args.config} not found")
+    for config in (args.config, args.float_config):
+        if not config.is_file():
+            p.error(f"config {config} not found")
+    try:
+        args.float_seed = int(yaml.safe_load((args.float_run / "config.yaml").read_text(encoding="utf-8"))["seed"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError, ValueError):
+        p.error(f"--float-run {args.float_run}: its config.yaml does not say which seed it was trained with")
     if args.jobs < 1:
         p.error("--jobs must be >= 1")
     return args
@@ -96,16 +111,20 @@ def _rel(path: Path) -> str:
 
 
 def run_dir(variant: str, seed: int, args: argparse.Namespace) -> Path:
+    """Where the run is: the float row at --float-run's seed is that run."""
+    if not VARIANTS[variant].quantized and seed == args.float_seed:
+        return args.float_run
     return args.runs / f"{variant}_s{seed}"
 
 
 def train_command(variant: str, seed: int, args: argparse.Namespace) -> list[str]:
     """The train CLI call of one run (its overrides decide whether ``--reuse`` keeps a finished run)."""
+    v = VARIANTS[variant]
     teacher = _rel(args.float_run / "checkpoints" / "best.pt")
-    overrides = [f"seed={seed}", *SHARED, *args.overrides, *VARIANTS[variant].overrides,
-                 f"model.init_from={teacher}", f"distill.teacher={teacher}", f"name={variant}_s{seed}",
-                 "run.progress=false"]
-    cmd = [sys.executable, "-m", "train.cli", "run", "--config", _rel(args.config), "--out",
+    start = (*SHARED, f"model.init_from={teacher}", f"distill.teacher={teacher}") if v.quantized else ()
+    overrides = [f"seed={seed}", *start, *args.overrides, *v.overrides, f"name={variant}_s{seed}", "run.progress=false"]
+    config = args.config if v.quantized else args.float_config
+    cmd = [sys.executable, "-m", "train.cli", "run", "--config", _rel(config), "--out",
            _rel(run_dir(variant, seed, args)), "--reuse"]
     for o in overrides:
         cmd += ["--set", o]
@@ -124,6 +143,8 @@ def _call(cmd: list[str], log: Path) -> int:
 
 def train_one(variant: str, seed: int, args: argparse.Namespace) -> int:
     out = run_dir(variant, seed, args)
+    if out == args.float_run:
+        return 0  # finished before this benchmark (the --float-run check), kept as it is
     _log(f"train {variant} seed {seed}: {_rel(out)}")
     code = _call(train_command(variant, seed, args), args.runs / "logs" / f"{variant}_s{seed}.train.log")
     _log(f"train {variant} seed {seed}: exit {code}")
@@ -162,7 +183,7 @@ def build_one(variant: str, seed: int, args: argparse.Namespace) -> int:
 FIELDS = ["method", "seed", "precision", "deployed_as", "torch_top1", "deployed_top1", "agreement", "deployed_bytes",
           "low_bit_weight_bytes", "int8_weight_bytes", "macs", "bops", "binary_layers", "binary_intent",
           "grid_convs", "grid_exact", "epochs", "steps", "train_seconds", "teacher_top1", "status", "source", "run_dir"]
-ENGINE = {"lce": "lce", "int8": "tflite_int8"}
+ENGINE = {"lce": "lce", "fp32": "tflite_fp32", "int8": "tflite_int8"}
 
 
 def _bits(precision: str) -> tuple[int, int]:
@@ -200,8 +221,8 @@ def _precision(report: dict) -> str:
 
 
 def _deployed_as(report: dict, kind: str) -> str:
-    """What the deployed flatbuffer is: ``lce``, or the integer form of the ``int8`` model (``int8`` in
-    reports written before the form was recorded)."""
+    """What the deployed flatbuffer is: ``lce``, ``fp32``, or the integer form of the ``int8`` model (``int8``
+    in reports written before the form was recorded)."""
     return report.get("int8_form", "int8") if kind == "int8" else kind
 
 
@@ -242,13 +263,13 @@ def method_row(variant: str, seed: int, args: argparse.Namespace) -> dict[str, o
 
 
 def earlier_rows(args: argparse.Namespace) -> dict[tuple[str, int], dict[str, object]]:
-    """The measured method rows of the table already in ``--results``, by (variant, seed)."""
+    """The rows measured by this benchmark in the table already in ``--results``, by (variant, seed)."""
     path = args.results / "methods_fmnist.csv"
     if not path.is_file():
         return {}
     with open(path, encoding="utf-8") as handle:
         return {(r["method"], int(r["seed"])): r for r in csv.DictReader(handle)
-                if r["method"] in VARIANTS and r["status"] == "ok"}
+                if r["method"] in VARIANTS and r["status"] == "ok" and r["source"] == "trained here"}
 
 
 def method_rows(args: argparse.Namespace) -> list[dict[str, object]]:
@@ -263,22 +284,6 @@ def method_rows(args: argparse.Namespace) -> list[dict[str, object]]:
             row = method_row(variant, seed, args)
             rows.append(row if row["status"] == "ok" else earlier.get((variant, seed), row))
     return rows
-
-
-BASELINES = {"float": "float model (teacher, initialisation)", "ste": "STE, all eligible convs binary at step 0",
-             "ste_best": "the strongest STE recipe of the BiTAT benchmark", "bitat": "BiTAT (our interpretation)"}
-
-
-def baseline_rows(args: argparse.Namespace) -> list[dict[str, object]]:
-    """The float, STE and BiTAT rows of results/bitat_fmnist.csv (PyTorch top-1 only)."""
-    path = args.results / "bitat_fmnist.csv"
-    if not path.is_file():
-        return []
-    with open(path, encoding="utf-8") as handle:
-        rows = [r for r in csv.DictReader(handle) if r["method"] in BASELINES and r["status"] == "ok"]
-    return [{"method": r["method"], "seed": r["seed"], "torch_top1": r["top1"], "epochs": r["epochs"],
-             "train_seconds": r["train_seconds"], "status": "ok", "source": "results/bitat_fmnist.csv",
-             "run_dir": r["run_dir"], "precision": "float" if r["method"] == "float" else "w1a1"} for r in rows]
 
 
 def _human(n: float) -> str:
@@ -304,16 +309,16 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         f"(AdamW, linear decay, from the float model with its distillation); its budget is {_config_epochs(args)} epochs: "
         "rows with fewer steps than the full rows were cut short by `run.max_steps` and are not at equal budget. Generated by "
         "benchmarks/methods_fmnist.py from results/methods_fmnist.csv. Top-1 on the 10,000 test images, mean +/- sd over seeds; *deployed*: the "
-        "flatbuffer that is the deployment (W1A1: LCE, run by the LCE interpreter; otherwise the integer TFLite model, "
-        "run by the TFLite interpreter) on the host; *deployed as* names it: `lce`, `int16x8` (grid convs with int16 "
+        "flatbuffer that is the deployment (W1A1: LCE, run by the LCE interpreter; float: the fp32 TFLite model; "
+        "otherwise the integer TFLite model, run by the TFLite interpreter) on the host; *deployed as* names it: `lce`, `int16x8` (grid convs with int16 "
         "activations x int8 weights holding the grids exactly, the ops between them in float) or `int8` (every tensor "
         "int8); agreement: its top-1 predictions vs PyTorch's (lowest over seeds). "
         "Bytes: the deployed file; weights packed at each layer's bits (float layers: 4 bytes in LCE and int16x8, 1 in "
         "int8). MACs of all weight layers; BOPs = MACs x weight bits x input bits over the layers that run quantized, "
         "at each layer's trained precision (the int16 activations of the int16x8 form are not counted as 16-bit; "
         "float layers count at 8 x 8 in int8, not at all where they run in float). "
-        "Float, STE and BiTAT: PyTorch top-1 from results/bitat_fmnist.csv (the BiTAT benchmark, same budget), "
-        "not re-run here. Rows accumulate over sessions: a row whose run directory is gone is kept from the CSV; "
+        "The float row runs the float config (its own epochs; deployed as the fp32 TFLite model); its run at the "
+        "teacher's seed is the teacher itself. Rows accumulate over sessions: a row whose run directory is gone is kept from the CSV; "
         "every machine re-trains the float teacher, which is not bit-identical across machines (its top-1 per "
         "row: the CSV's teacher_top1).",
         "",
@@ -321,22 +326,19 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         "weights packed (int8) bytes | MACs | BOPs | binary / grid layers | seeds |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    order = list(BASELINES) + list(VARIANTS)
-    for method in order:
+    for method in VARIANTS:
         runs = [r for r in ok if r["method"] == method]
         if not runs:
             continue
         first = runs[0]
         torch_top1 = mean_sd([float(r["torch_top1"]) for r in runs])
-        if method in BASELINES:
-            lines.append(f"| {method} | {first['precision']} | {_budget(first)} | (PyTorch only) | {torch_top1} | | | | | | | | "
-                         f"{','.join(str(r['seed']) for r in runs)} |")
-            continue
         deployed = mean_sd([float(r["deployed_top1"]) for r in runs])
         agreement = f"{min(float(r['agreement']) for r in runs):.2f}"
         if VARIANTS[method].deploy == "lce":
             layers = f"{first['binary_layers']} LceBconv2d of {first['binary_intent']}"
             packed = f"{first['low_bit_weight_bytes']}"
+        elif VARIANTS[method].deploy == "fp32":
+            layers, packed = "all float", f"{first['low_bit_weight_bytes']}"
         else:
             layers = f"{first['grid_exact']} of {first['grid_convs']} grids exact"
             packed = f"{first['low_bit_weight_bytes']} ({first['int8_weight_bytes']})"
@@ -344,8 +346,7 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         lines.append(f"| {method} | {first['precision']} | {_budget(first)} | {deployed_as} | {torch_top1} | {deployed} | "
                      f"{agreement} | {first['deployed_bytes']} | {packed} | {_human(float(first['macs']))} | "
                      f"{_human(float(first['bops']))} | {layers} | {','.join(str(r['seed']) for r in runs)} |")
-    lines += ["", "Rows: " + "; ".join(f"{name}: {what}" for name, what in
-                                 [*BASELINES.items(), *((v, VARIANTS[v].what) for v in VARIANTS)]) + "."]
+    lines += ["", "Rows: " + "; ".join(f"{name}: {v.what}" for name, v in VARIANTS.items()) + "."]
     missing = [r for r in rows if r.get("status") != "ok"]
     if missing:
         lines += ["", "Missing: " + "; ".join(f"{r['method']} seed {r['seed']} ({r['status']})" for r in missing)]
@@ -361,7 +362,7 @@ def main(argv: list[str] | None = None) -> int:
         with ThreadPoolExecutor(args.jobs) as pool:
             failed += sum(code != 0 for code in pool.map(lambda job: build_one(*job, args), jobs))
     if args.stage in ("table", "all"):
-        rows = baseline_rows(args) + method_rows(args)
+        rows = method_rows(args)
         write_text(args.results / "methods_fmnist.csv", csv_text(rows, FIELDS))
         write_text(args.results / "methods_fmnist.md", to_markdown(rows, args))
         print(to_markdown(rows, args))
