@@ -214,7 +214,7 @@ def brevitas_style() -> nn.Module:
         def forward(self, x: torch.Tensor) -> torch.Tensor:
             return self.bn(self.conv(self.sign(x))) + self.shortcut(x)
 
-    return StyleNet(Block, padding_override="zero")
+    return StyleNet(Block, padding_override="zero", stem_relu=False)  # no ReLU before the first sign: as Bi-Real
 
 
 def calibrate_batchnorm(model: nn.Module, images: torch.Tensor, batches: int = 4) -> nn.Module:
