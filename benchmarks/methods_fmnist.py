@@ -35,6 +35,8 @@ from bitat_edge.atomic import write_text
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+from benchmarks.bitat_fmnist import DESCRIPTIONS as BITAT_ROWS  # noqa: E402
+from benchmarks.bitat_fmnist import VARIANTS as BITAT_RECIPES  # noqa: E402
 from benchmarks.tables import csv_text, mean_sd  # noqa: E402
 
 
@@ -48,13 +50,15 @@ class Variant:
     quantized: bool = True  # False: trained from --float-config, without initialisation or teacher
 
 
+def _bitat_benchmark_row(name: str) -> Variant:
+    """A W1A1 row of the BiTAT benchmark (STE recipes, BiTAT) with that benchmark's overrides and description."""
+    return Variant(tuple(BITAT_RECIPES[name][1]), "lce", BITAT_ROWS[name])
+
+
 VARIANTS: dict[str, Variant] = {
     "float": Variant((), "fp32", "the float model (at --float-run's seed that run: every other row's teacher and "
                      "initialisation)", quantized=False),
-    "ste": Variant(("method={name: ste}", "data.augment=true"), "lce",
-                   "plain STE, every eligible conv binary at step 0, augmentation on (the issue-3 recipe)"),
-    "ste_best": Variant(("method={name: ste}",), "lce", "the strongest STE recipe of the BiTAT benchmark (the shared recipe)"),
-    "bitat": Variant((), "lce", "BiTAT, progression + trained rotation + importance (our interpretation)"),
+    **{name: _bitat_benchmark_row(name) for name in ("ste", "ste_best", "bitat")},
     "uniq_w1a1": Variant(("method={name: uniq, bits: 1}",), "lce", "UniQ, {0, Delta} activations as LCE +/-1"),
     "uniq_w2a2": Variant(("method={name: uniq, bits: 2}",), "int8", "UniQ 2-bit weights and activations"),
     "uniq_w4a4": Variant(("method={name: uniq, bits: 4}",), "int8", "UniQ 4-bit weights and activations"),
@@ -334,14 +338,14 @@ def to_markdown(rows: list[dict[str, object]], args: argparse.Namespace) -> str:
         torch_top1 = mean_sd([float(r["torch_top1"]) for r in runs])
         deployed = mean_sd([float(r["deployed_top1"]) for r in runs])
         agreement = f"{min(float(r['agreement']) for r in runs):.2f}"
+        packed = f"{first['low_bit_weight_bytes']}"
         if VARIANTS[method].deploy == "lce":
             layers = f"{first['binary_layers']} LceBconv2d of {first['binary_intent']}"
-            packed = f"{first['low_bit_weight_bytes']}"
         elif VARIANTS[method].deploy == "fp32":
-            layers, packed = "all float", f"{first['low_bit_weight_bytes']}"
+            layers = "all float"
         else:
             layers = f"{first['grid_exact']} of {first['grid_convs']} grids exact"
-            packed = f"{first['low_bit_weight_bytes']} ({first['int8_weight_bytes']})"
+            packed += f" ({first['int8_weight_bytes']})"
         deployed_as = "/".join(sorted({str(r["deployed_as"]) for r in runs}))
         lines.append(f"| {method} | {first['precision']} | {_budget(first)} | {deployed_as} | {torch_top1} | {deployed} | "
                      f"{agreement} | {first['deployed_bytes']} | {packed} | {_human(float(first['macs']))} | "

@@ -6,6 +6,8 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
+
 from benchmarks.methods_fmnist import main, parse_args, run_dir, train_command
 
 
@@ -106,12 +108,9 @@ def test_float_runs_train_from_the_float_config_quantized_ones_from_the_teacher(
 def test_float_run_without_a_seed_is_refused(tmp_path, capsys):
     float_run = _float_run(tmp_path)
     (float_run / "config.yaml").write_text("name: x\n")
-    try:
+    with pytest.raises(SystemExit) as stop:
         parse_args(["--float-run", str(float_run)])
-    except SystemExit as stop:
-        assert stop.code == 2
-    else:
-        raise AssertionError("a float run whose config names no seed was accepted")
+    assert stop.value.code == 2
     assert "does not say which seed" in capsys.readouterr().err
 
 
